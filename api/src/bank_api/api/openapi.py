@@ -1,0 +1,64 @@
+"""Make the OpenAPI document say what the API really answers on errors.
+
+FastAPI documents its own 422 body and `application/json` for every response; ours are
+problem+json with the Problem schema. The schema is a tested contract (tests/test_openapi.py).
+"""
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from bank_api.api.problems import PROBLEM_JSON
+from bank_api.schemas import Problem
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+# Error answers any operation can give, besides the ones a route declares.
+COMMON_ERRORS = {
+    "422": "Invalid request (validation_error)",
+    "503": "Database unavailable (database_unavailable)",
+}
+BODY_ERRORS = {
+    "400": "Body is not valid JSON (invalid_json)",
+    "413": "Body too large (payload_too_large)",
+    "415": "Body is not application/json (unsupported_media_type)",
+}
+MONEY_ERRORS = {
+    "404": "Unknown account (not_found)",
+    "409": "Refused: insufficient_funds, account_closed, currency_mismatch, "
+    "balance_limit_exceeded or idempotency_conflict",
+}
+
+
+def problem_openapi(app: FastAPI) -> None:
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary,
+            description=app.description, routes=app.routes,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema()
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        for path, operations in schema["paths"].items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                errors = dict(COMMON_ERRORS)
+                if "requestBody" in operation:
+                    errors.update(BODY_ERRORS)
+                if "{" in path:
+                    errors["404"] = "Not found (not_found)"
+                if method == "post" and path != "/accounts":
+                    errors.update(MONEY_ERRORS)
+                if path.endswith(("/close",)) or method == "patch":
+                    errors["409"] = "Refused: account_not_empty or account_closed"
+                for status, description in errors.items():
+                    responses[status] = {
+                        "description": description,
+                        "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}},
+                    }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi

@@ -1,0 +1,71 @@
+"""Credits and debits on one account, and the account's ledger."""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from bank_api.api.deps import (
+    AccountIdPath,
+    IdempotencyKeyHeader,
+    IdPath,
+    PageDep,
+    SessionDep,
+    SettingsDep,
+)
+from bank_api.api.money_responses import money_response
+from bank_api.schemas import Page, TransactionCreate, TransactionOut
+from bank_api.services import idempotency, ledger, movements
+from bank_api.services.idempotency import StoredResponse
+from bank_api.services.pagination import decode_cursor
+
+router = APIRouter(tags=["transactions"])
+
+
+@router.post(
+    "/accounts/{account_id}/transactions",
+    status_code=201,
+    response_model=TransactionOut,
+    responses={200: {"model": TransactionOut, "description": "Replay of an earlier request"}},
+)
+def post_transaction(
+    account_id: AccountIdPath,
+    body: TransactionCreate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """Credit or debit the account. A debit larger than the balance is refused (409)."""
+
+    def run() -> tuple[StoredResponse, str]:
+        entry, account = ledger.post_transaction(
+            session, account_id, body.direction, body.amount,
+            currency=body.currency, description=body.description,
+        )
+        location = request.url_for("get_transaction", transaction_id=entry.id).path
+        payload = TransactionOut.model_validate(entry).model_dump(mode="json")
+        return StoredResponse(201, payload, location), account.currency
+
+    movement = movements.Movement(
+        operation=body.direction,
+        account_id=account_id,
+        amount=body.amount,
+        idempotency_key=idempotency_key,
+        request_hash=idempotency.fingerprint("POST", request.url.path, body),
+    )
+    outcome = movements.execute(session, movement, run, key_ttl=settings.idempotency_key_ttl)
+    return money_response(outcome)
+
+
+@router.get("/accounts/{account_id}/transactions", response_model=Page[TransactionOut])
+def list_transactions(account_id: AccountIdPath, session: SessionDep, page: PageDep):
+    """The account's ledger entries, newest first."""
+    before = decode_cursor(page.cursor) if page.cursor else None
+    items, next_cursor = ledger.list_entries(
+        session, account_id, limit=page.limit, before=before
+    )
+    return Page[TransactionOut](items=items, next_cursor=next_cursor)
+
+
+@router.get("/transactions/{transaction_id}", response_model=TransactionOut)
+def get_transaction(transaction_id: IdPath, session: SessionDep):
+    return ledger.get_entry(session, transaction_id)

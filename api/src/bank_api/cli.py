@@ -1,0 +1,61 @@
+"""`bank-api`: run the API (default) or apply migrations.
+
+    bank-api                 serve on HOST:PORT (127.0.0.1:8000); without DATABASE_URL, start
+                             the embedded PostgreSQL and migrate it first
+    bank-api migrate         apply migrations (alembic upgrade head) and exit
+"""
+
+import argparse
+import logging
+import os
+from importlib.resources import files
+
+import uvicorn
+from alembic import command
+from alembic.config import Config
+
+from bank_api.core import embedded
+from bank_api.core.config import get_settings
+
+
+def migrate(database_url: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(files("bank_api") / "migrations"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bank-api", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    settings = get_settings()
+    database_url = settings.database_url
+    if database_url is None:
+        database_url = embedded.start(settings.embedded_pg_dir)
+        # Worker processes read the same settings: point them at the running server.
+        os.environ["DATABASE_URL"] = database_url
+        get_settings.cache_clear()
+        migrate(database_url)
+    elif args.command == "migrate":
+        migrate(database_url)
+    if args.command == "migrate":
+        return
+
+    uvicorn.run(
+        "bank_api.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.web_concurrency,
+        proxy_headers=False,
+        timeout_graceful_shutdown=20,
+    )
+
+
+if __name__ == "__main__":
+    main()

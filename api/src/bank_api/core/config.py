@@ -1,0 +1,45 @@
+"""Settings, read from the environment (and a .env file) by pydantic-settings."""
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # No DATABASE_URL means: start an embedded PostgreSQL with its data in EMBEDDED_PG_DIR.
+    database_url: str | None = None
+    embedded_pg_dir: Path = Path(".data/postgres")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+
+    # Pool per worker process. The thread pool that runs request handlers is larger, so a
+    # request waits at most db_pool_timeout seconds for a connection, then gets a 503.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+    db_pool_recycle: int = Field(default=1800, ge=-1)
+    db_statement_timeout_ms: int = Field(default=5000, ge=0)
+    db_connect_timeout: int = Field(default=5, ge=1)
+
+    # How long a retry with the same Idempotency-Key replays the first answer.
+    idempotency_key_ttl_hours: int = Field(default=24, ge=1)
+
+    max_body_bytes: int = Field(default=16_384, ge=256)
+    page_size_default: int = Field(default=20, ge=1)
+    page_size_max: int = Field(default=100, ge=1)
+
+    @property
+    def idempotency_key_ttl(self) -> timedelta:
+        return timedelta(hours=self.idempotency_key_ttl_hours)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

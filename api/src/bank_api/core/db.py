@@ -1,0 +1,29 @@
+"""The SQLAlchemy engine and session factory, sized and bounded from settings."""
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bank_api.core.config import Settings
+
+
+def make_engine(settings: Settings, url: str) -> Engine:
+    return create_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        # A request waits this long for a free connection, then fails fast with a 503
+        # instead of queueing without limit.
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        connect_args={
+            "connect_timeout": settings.db_connect_timeout,
+            "application_name": "bank-api",
+            # Server-side bound on every statement, lock waits included.
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+        },
+    )
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    # expire_on_commit=False: responses are built from objects after the commit.
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,45 @@
+"""The FastAPI application: routers, error handlers, middleware, and the database lifecycle."""
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from bank_api import __version__
+from bank_api.api import problems
+from bank_api.api.body_limit import BodyLimitMiddleware
+from bank_api.api.openapi import problem_openapi
+from bank_api.api.routes import accounts, health, transactions, transfers
+from bank_api.core import embedded
+from bank_api.core.config import Settings, get_settings
+from bank_api.core.db import make_engine, make_session_factory
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        url = settings.database_url or embedded.start(settings.embedded_pg_dir)
+        engine = make_engine(settings, url)
+        app.state.engine = engine
+        app.state.session_factory = make_session_factory(engine)
+        yield
+        # uvicorn has let in-flight requests finish by now; close the pool's connections.
+        engine.dispose()
+
+    app = FastAPI(
+        title="Bank API",
+        version=__version__,
+        summary="Accounts, credits, debits and transfers on PostgreSQL, with a ledger that "
+        "is always right.",
+        description="Amounts are integers in minor units (cents). Errors are "
+        "application/problem+json with a stable `code`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    for router in (accounts.router, transactions.router, transfers.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    problem_openapi(app)
+    return app
