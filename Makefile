@@ -1,4 +1,5 @@
-# Entry points. `make run` serves the API on an embedded PostgreSQL; `make test` installs
+# Entry points. `make run` serves the API on an embedded PostgreSQL; `make stack` adds
+# Prometheus, Alertmanager and postgres-exporter around it; `make test` installs
 # everything the tests need (Python packages from uv.lock, Prometheus tools, the npm packages
 # that type-check the dashboards) and runs every test.
 
@@ -6,12 +7,19 @@ UV_VERSION := 0.13.8
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
+# The API alone, installed exactly as the container image installs it (api/install.sh); the
+# native stack run and its tests start the API from here, through api/entrypoint.sh.
+API_VENV := .data/api-venv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test lint setup system-tools clean
+.PHONY: run stack test lint setup system-tools clean
 
 run: $(VENV)/.synced
 	$(VENV)/bin/bank-api
+
+# The stack without Docker: the same config files as compose, plain processes on 127.0.0.1.
+stack: setup
+	$(VENV)/bin/python scripts/native_stack.py up
 
 test: setup
 	$(VENV)/bin/ruff check .
@@ -20,7 +28,7 @@ test: setup
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
 
-setup: $(VENV)/.synced system-tools
+setup: $(VENV)/.synced $(API_VENV)/.synced system-tools
 
 # uv itself, pinned, in a small venv of its own.
 $(UV):
@@ -29,6 +37,10 @@ $(UV):
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml api/pyproject.toml
 	$(UV) sync --locked --python python3.11
+	touch $@
+
+$(API_VENV)/.synced: $(UV) uv.lock api/pyproject.toml api/install.sh $(shell find api/src -type f)
+	UV=$(UV) UV_PROJECT_ENVIRONMENT=$(API_VENV) api/install.sh --python python3.11
 	touch $@
 
 # promtool, amtool, prometheus, alertmanager, postgres-exporter (Debian), Node.js for tsc.

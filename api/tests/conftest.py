@@ -6,8 +6,11 @@ migrated with Alembic exactly like production; tables are emptied before every t
 """
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,17 +24,22 @@ from helpers import LiveServer, make_settings
 TABLES = "ledger_entries, transfers, refusals, idempotency_keys, accounts"
 
 
-def _server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+@pytest.fixture(scope="session")
+def database_server() -> Iterator[str]:
     if url := os.environ.get("TEST_DATABASE_URL"):
-        return url
-    data_dir = tmp_path_factory.getbasetemp() / "postgres"
-    return embedded.start(data_dir, database="postgres")
+        yield url
+        return
+    # Not under pytest's tmp_path: pytest prunes old tmp dirs, and the server outlives them.
+    data_dir = Path(tempfile.mkdtemp(prefix="bank-api-tests-")) / "postgres"
+    yield embedded.start(data_dir, database="postgres")
+    embedded.stop(data_dir)
+    shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(database_server: str) -> Iterator[str]:
     """A fresh, migrated database for this test session; dropped at the end."""
-    server = make_url(_server_url(tmp_path_factory))
+    server = make_url(database_server)
     name = f"bank_test_{uuid.uuid4().hex[:8]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

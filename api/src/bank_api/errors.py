@@ -11,6 +11,8 @@ class BankError(Exception):
     status = 400
     title = "Request refused"
 
+    headers: dict[str, str] | None = None
+
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -50,6 +52,15 @@ class IdempotencyConflict(BankError):
         409,
         "Idempotency-Key reused with a different request",
     )
+
+
+class Unauthorized(BankError):
+    code, status, title = "unauthorized", 401, "Authentication required"
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class UnknownRoute(BankError):
+    code, status, title = "unknown_route", 422, "Unknown route template"
 
 
 # Refusals of a money movement that are logged in the refusals table and counted by outcome.

@@ -8,10 +8,13 @@ from bank_api import __version__
 from bank_api.api import problems
 from bank_api.api.body_limit import BodyLimitMiddleware
 from bank_api.api.openapi import problem_openapi
-from bank_api.api.routes import accounts, health, transactions, transfers
+from bank_api.api.routes import accounts, admin, health, transactions, transfers
 from bank_api.core import embedded
 from bank_api.core.config import Settings, get_settings
 from bank_api.core.db import make_engine, make_session_factory
+from bank_api.faults import FaultMiddleware, FaultSwitch
+from bank_api.observability import db_metrics, http_metrics
+from bank_api.observability import multiprocess as metrics_multiprocess
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -21,11 +24,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         url = settings.database_url or embedded.start(settings.embedded_pg_dir)
         engine = make_engine(settings, url)
+        db_metrics.instrument(engine)
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
         yield
         # uvicorn has let in-flight requests finish by now; close the pool's connections.
         engine.dispose()
+        if metrics_multiprocess.enabled():
+            metrics_multiprocess.mark_dead_workers()
 
     app = FastAPI(
         title="Bank API",
@@ -38,8 +44,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     problems.install(app)
-    for router in (accounts.router, transactions.router, transfers.router, health.router):
+    app.state.fault_switch = FaultSwitch()
+    routers = (accounts.router, transactions.router, transfers.router, health.router, admin.router)
+    for router in routers:
         app.include_router(router)
+    # Middleware added last runs first: metrics see every answer, injected faults and 413s
+    # included.
+    app.add_middleware(FaultMiddleware, switch=app.state.fault_switch)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    http_metrics.instrument(app)
     problem_openapi(app)
     return app

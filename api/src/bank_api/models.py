@@ -12,14 +12,16 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bank_api.money import MAX_AMOUNT, MAX_BALANCE
@@ -145,3 +147,22 @@ class IdempotencyKey(Base):
     response_body: Mapped[dict] = mapped_column(JSONB)
     location: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FaultInjection(Base):
+    """The demo fault switch (PUT /admin/faults): added latency and a rate of 500 answers on
+    chosen routes. A single row, read by every worker of every replica."""
+
+    __tablename__ = "fault_injection"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="single_row"),
+        CheckConstraint("latency_ms BETWEEN 0 AND 30000", name="latency_in_range"),
+        CheckConstraint("error_rate >= 0 AND error_rate <= 1", name="error_rate_in_range"),
+    )
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    latency_ms: Mapped[int] = mapped_column(Integer, server_default="0")
+    error_rate: Mapped[float] = mapped_column(Double, server_default="0")
+    # Route templates such as /accounts/{account_id}; empty means every route.
+    routes: Mapped[list[str]] = mapped_column(ARRAY(String(200)), server_default="{}")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

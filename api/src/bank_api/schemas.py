@@ -191,5 +191,19 @@ class Problem(BaseModel):
     )
 
 
+class FaultSettings(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"latency_ms": 300, "error_rate": 0.2, "routes": ["/transfers"]}]
+        }
+    )
+    latency_ms: int = Field(default=0, ge=0, le=30_000, description="Added to each request")
+    error_rate: float = Field(default=0.0, ge=0, le=1, description="Share answered with 500")
+    routes: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+        default_factory=list, max_length=20,
+        description="Route templates such as /accounts/{account_id}; empty means every route",
+    )
+
+
 class Health(BaseModel):
     status: Literal["ok"]

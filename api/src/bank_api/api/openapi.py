@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from bank_api.api.problems import PROBLEM_JSON
+from bank_api.faults import EXEMPT_PREFIXES
 from bank_api.schemas import Problem
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -17,6 +18,8 @@ COMMON_ERRORS = {
     "422": "Invalid request (validation_error)",
     "503": "Database unavailable (database_unavailable)",
 }
+# The fault switch's injected answers (PUT /admin/faults).
+FAULTABLE_ERRORS = {"500": "Injected by the fault switch (fault_injected)"}
 BODY_ERRORS = {
     "400": "Body is not valid JSON (invalid_json)",
     "413": "Body too large (payload_too_large)",
@@ -45,6 +48,8 @@ def problem_openapi(app: FastAPI) -> None:
             for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
                 errors = dict(COMMON_ERRORS)
+                if not path.startswith(EXEMPT_PREFIXES):
+                    errors.update(FAULTABLE_ERRORS)
                 if "requestBody" in operation:
                     errors.update(BODY_ERRORS)
                 if "{" in path:
@@ -53,11 +58,14 @@ def problem_openapi(app: FastAPI) -> None:
                     errors.update(MONEY_ERRORS)
                 if path.endswith(("/close",)) or method == "patch":
                     errors["409"] = "Refused: account_not_empty or account_closed"
+                if path.startswith("/admin"):
+                    errors["401"] = "Missing or wrong token (unauthorized)"
+                    errors["404"] = "Admin endpoints disabled: ADMIN_TOKEN is not set"
                 for status, description in errors.items():
-                    responses[status] = {
-                        "description": description,
-                        "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}},
-                    }
+                    responses[status] = {"description": description}
+                for status, response in responses.items():
+                    if int(status) >= 400:
+                        response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
         app.openapi_schema = schema
         return schema
 

@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
-from starlette.routing import Route
 
+from bank_api.api.route_table import allowed_methods
 from bank_api.errors import BankError
+from bank_api.observability import db_metrics
 from bank_api.services.pagination import InvalidCursor
 
 PROBLEM_JSON = "application/problem+json"
@@ -85,7 +86,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _bank_error(request: Request, exc: BankError) -> JSONResponse:
-    return problem(exc.status, exc.code, exc.title, exc.detail, request)
+    return problem(exc.status, exc.code, exc.title, exc.detail, request, headers=exc.headers)
 
 
 async def _invalid_cursor(request: Request, exc: InvalidCursor) -> JSONResponse:
@@ -93,25 +94,19 @@ async def _invalid_cursor(request: Request, exc: InvalidCursor) -> JSONResponse:
     return problem(422, "validation_error", "Invalid request", str(exc), request, errors=errors)
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method any route serves on this path (Starlette names only the first route's)."""
-    methods = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.path_regex.match(request.url.path):
-            methods |= route.methods or set()
-    return ", ".join(sorted(methods))
-
-
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     code = HTTP_CODES.get(exc.status_code, "http_error")
     title = code.replace("_", " ").capitalize()
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        headers["Allow"] = _allowed_methods(request)
+        # Starlette names only the first matching route's methods.
+        headers["Allow"] = ", ".join(sorted(allowed_methods(request.app, request.url.path)))
     return problem(exc.status_code, code, title, str(exc.detail), request, headers=headers)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, PoolTimeout):
+        db_metrics.count_pool_timeout()
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
                 exc.__class__.__name__)
     return problem(503, "database_unavailable", "Database unavailable",

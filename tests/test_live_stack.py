@@ -1,0 +1,320 @@
+"""The live check: the stack running natively with the repo's own config files.
+
+PostgreSQL (embedded), the API, postgres-exporter, Alertmanager and a real Prometheus started
+with prometheus.yml (only addresses rewritten to 127.0.0.1) and alerts.yml
+(scripts/native_stack.py). The API then serves a short Locust run, and:
+
+- every scrape target is up and is scraped every 5 s;
+- every PromQL query of every dashboard returns data, and so does every SQL panel run as the
+  read-only role the Grafana datasource uses;
+- the number of requests Prometheus counted agrees with the number Locust sent;
+- once the API is stopped, BankApiDown reaches Alertmanager.
+
+About two and a half minutes: a minute of load (enough for the dashboards' 1m rate windows),
+then the 30 s `for:` of BankApiDown.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
+import dashboard_queries as dq  # noqa: E402
+from loadtest.run import run_load  # noqa: E402
+from native_stack import NativeStack, Ports  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+LOAD_USERS = 10
+LOAD_SECONDS = 60
+SCRAPE_INTERVAL = 5.0
+JOBS = {"prometheus", "bank-api", "postgres-exporter", "locust"}
+# Requests the API answered, by route; its own /metrics (Prometheus scraping) is not traffic.
+API_REQUESTS = 'sum by (method, handler) (http_requests_total{job="bank-api", handler!="/metrics"})'
+PROM_QUERIES = dq.prometheus_queries(REPO)
+# The firing-alerts table is empty while nothing fires: it is checked once BankApiDown fires,
+# every other query during the load run.
+FIRING_ALERTS = 'ALERTS{alertstate="firing"}'
+LOAD_QUERIES = [q for q in PROM_QUERIES if q[2].strip() != FIRING_ALERTS]
+SQL_QUERIES = dq.sql_queries(REPO)
+
+
+def query_id(query: tuple[str, str, str]) -> str:
+    return f"{query[0]}:{query[1]}"
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nobody listens on; all sockets are held open together, so they differ."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class Prometheus:
+    """The few calls of Prometheus's HTTP API the checks need."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        response = self.http.post("/api/v1/query", data={"query": expr})
+        body = response.json()
+        assert body["status"] == "success", f"{expr}: {body}"
+        return body["data"]["result"]
+
+    def requests_by_route(self) -> dict[str, float]:
+        """"METHOD handler" -> requests the API has answered, as Locust names them."""
+        return {f"{s['metric']['method']} {s['metric']['handler']}": float(s["value"][1])
+                for s in self.query(API_REQUESTS)}
+
+    def series(self, selector: str) -> list[dict[str, str]]:
+        return self.http.get("/api/v1/series", params={"match[]": selector}).json()["data"]
+
+    def target_health(self) -> dict[str, str]:
+        targets = self.http.get("/api/v1/targets").json()["data"]["activeTargets"]
+        return {t["labels"]["job"]: t["health"] for t in targets}
+
+    def wait_for_scrape(self, job: str, after: float, timeout: float = 30) -> None:
+        """Wait until the job has been scraped after the given time (epoch seconds), so the
+        next queries see everything that happened before it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = self.query(f'timestamp(up{{job="{job}"}})')
+            if result and float(result[0]["value"][1]) > after:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"no scrape of {job} after {after} within {timeout}s")
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
+    ports = Ports(*free_ports(5))
+    with NativeStack(tmp_path_factory.mktemp("native-stack"), ports=ports) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def prometheus(stack: NativeStack) -> Iterator[Prometheus]:
+    client = Prometheus(stack.prometheus_url)
+    yield client
+    client.http.close()
+
+
+def seed_refusal(api_url: str) -> None:
+    """A debit the bank refuses. Customers in a short run rarely overdraw, and the refusals
+    panel needs at least one row."""
+    with httpx.Client(base_url=api_url, timeout=10) as api:
+        account = api.post("/accounts", json={"first_name": "Live", "last_name": "Check",
+                                              "address": "1 Loopback Road", "currency": "EUR"})
+        assert account.status_code == 201, account.text
+        refused = api.post(f"/accounts/{account.json()['id']}/transactions",
+                           json={"direction": "debit", "amount": 100})
+        assert refused.status_code == 409, refused.text
+
+
+def load(stack: NativeStack, run_dir: Path) -> None:
+    """loadtest/run.py's steady run: Locust's master web UI (and /export/prometheus) on the
+    port Prometheus scrapes, the money invariants checked in SQL afterwards."""
+    with (stack.log_dir / "load.log").open("a") as log:
+        run_load(stack.api_url, shape="steady", users=LOAD_USERS, duration=LOAD_SECONDS,
+                 run_dir=run_dir, database_url=stack.database_url,
+                 web_port=stack.ports.locust, log=lambda line: print(line, file=log, flush=True))
+
+
+@dataclass
+class LoadRun:
+    """What was seen during and after the Locust run."""
+
+    targets: dict[str, str] = field(default_factory=dict)  # job -> health, during the run
+    results: dict[str, list] = field(default_factory=dict)  # PromQL -> result, during the run
+    variable_series: dict[str, list] = field(default_factory=dict)  # selector -> series
+    api_before: dict[str, float] = field(default_factory=dict)  # route -> requests answered
+    api_after: dict[str, float] = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)  # run.json of loadtest/run.py
+
+
+@pytest.fixture(scope="module")
+def load_run(stack: NativeStack, prometheus: Prometheus) -> LoadRun:
+    seen = LoadRun()
+    seed_refusal(stack.api_url)
+    # The request count before the run, read once Prometheus has seen every earlier request.
+    prometheus.wait_for_scrape("bank-api", after=time.time())
+    seen.api_before = prometheus.requests_by_route()
+
+    run_dir = stack.work_dir / "load"
+    started = time.monotonic()
+    locust = threading.Thread(target=load, args=(stack, run_dir), daemon=True)
+    locust.start()
+    # Near the end of the run, while Locust still serves its metrics: 1m rate windows are
+    # then full of load. (Once Locust exits, Prometheus marks its series stale at once.)
+    time.sleep(max(0.0, started + LOAD_SECONDS - 10 - time.monotonic()))
+    seen.targets = prometheus.target_health()
+    seen.results = {expr: prometheus.query(expr) for _, _, expr in LOAD_QUERIES}
+    seen.variable_series = {
+        selector: prometheus.series(selector)
+        for _, _, selector in dq.variable_selectors(REPO)
+    }
+    locust.join(timeout=LOAD_SECONDS + 120)
+    assert (run_dir / "run.json").exists(), f"the load run did not finish; see {run_dir}"
+    seen.summary = json.loads((run_dir / "run.json").read_text())
+
+    prometheus.wait_for_scrape("bank-api", after=time.time())
+    seen.api_after = prometheus.requests_by_route()
+    return seen
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def without_addresses(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    config.pop("rule_files")
+    for alertmanager in config["alerting"]["alertmanagers"]:
+        alertmanager.pop("static_configs")
+    for job in config["scrape_configs"]:
+        job.pop("static_configs", None)
+        job.pop("dns_sd_configs", None)
+    return config
+
+
+def test_prometheus_runs_the_repo_config_with_only_addresses_changed(stack: NativeStack):
+    original = yaml.safe_load((REPO / "prometheus.yml").read_text(encoding="utf-8"))
+    native = yaml.safe_load(stack.prometheus_config_path.read_text(encoding="utf-8"))
+    assert without_addresses(native) == without_addresses(original)
+
+    ports = stack.ports
+    assert native["rule_files"] == [str(REPO / "alerts.yml")]
+    assert [t for am in native["alerting"]["alertmanagers"]
+            for sc in am["static_configs"] for t in sc["targets"]] == [
+        f"127.0.0.1:{ports.alertmanager}"]
+    targets = {job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
+               for job in native["scrape_configs"]}
+    assert targets == {
+        "prometheus": [f"127.0.0.1:{ports.prometheus}"],
+        "bank-api": [f"127.0.0.1:{ports.api}"],
+        "postgres-exporter": [f"127.0.0.1:{ports.postgres_exporter}"],
+        "locust": [f"127.0.0.1:{ports.locust}"],
+    }
+
+
+def test_every_target_is_up_during_the_run(load_run: LoadRun):
+    assert load_run.targets == dict.fromkeys(JOBS, "up")
+
+
+@pytest.mark.parametrize("job", sorted(JOBS))
+def test_samples_arrive_every_5s(load_run: LoadRun, prometheus: Prometheus, job: str):
+    # `up` gets a sample at every scrape, even a failed one (locust after its run).
+    [series] = prometheus.query(f'up{{job="{job}"}}[1m]')
+    stamps = [float(t) for t, _ in series["values"]]
+    gaps = [round(b - a, 3) for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert len(gaps) >= 10, gaps
+    assert all(abs(gap - SCRAPE_INTERVAL) <= 0.5 for gap in gaps), gaps
+
+
+@pytest.mark.parametrize("query", LOAD_QUERIES, ids=query_id)
+def test_dashboard_query_returns_data(load_run: LoadRun, query: tuple[str, str, str]):
+    uid, title, expr = query
+    assert load_run.results[expr], f"{uid}: {title!r} returned nothing:\n{expr}"
+
+
+def test_dashboard_variables_have_values(load_run: LoadRun):
+    for selector, series in load_run.variable_series.items():
+        assert series, f"no series for {selector}"
+
+
+@pytest.mark.parametrize("query", SQL_QUERIES, ids=query_id)
+def test_sql_panel_returns_rows_as_the_read_only_role(
+    load_run: LoadRun, stack: NativeStack, query: tuple[str, str, str]
+):
+    uid, title, sql = query
+    start, end = dq.default_time_range(hours=1)
+    engine = create_engine(stack.database_url)
+    try:
+        # One transaction, never committed (closing the connection rolls it back), as the
+        # role Grafana's login is granted: a panel reading a table the role may not read
+        # fails here as it would in Grafana.
+        with engine.connect() as connection:
+            connection.execute(text("SET LOCAL ROLE bank_readonly"))
+            rows = connection.execute(text(dq.expand_sql_macros(sql, start, end))).all()
+    finally:
+        engine.dispose()
+    assert rows, f"{uid}: {title!r} returned no rows"
+
+
+def test_load_run_passed(load_run: LoadRun):
+    """Few failures, and the books balance after the load (loadtest/run.py's verdict)."""
+    assert load_run.summary["verdict"]["passed"], load_run.summary["verdict"]["problems"]
+
+
+def test_prometheus_counts_what_locust_sent(load_run: LoadRun):
+    """Locust names each request by its route template, so its count per name can be put
+    beside the API's http_requests_total per (method, handler), as Prometheus stored it.
+    Only Locust's routes are compared: run.py also asks for /health/ready and /openapi.json."""
+    totals = load_run.summary["totals"]
+    answered = {route: load_run.api_after.get(route, 0) - load_run.api_before.get(route, 0)
+                for route in load_run.api_after}
+    counted = sum(answered.get(route, 0) for route in totals["requests_by_name"])
+    sent = totals["requests"]
+    ratio = counted / sent
+    print(f"\nrequests: Locust sent {sent} ({totals['failures']} failed), Prometheus counted "
+          f"{counted:.0f} on the same routes (ratio {ratio:.4f}) and {sum(answered.values()):.0f}"
+          " on all routes")
+    for route, count in sorted(totals["requests_by_name"].items()):
+        print(f"  {route:45} Locust {count:6}  Prometheus {answered.get(route, 0):6.0f}")
+    assert sent > 100, "the run was too short to compare anything"
+    assert math.isclose(ratio, 1, abs_tol=0.02), f"Prometheus {counted:.0f} vs Locust {sent}"
+
+
+def test_stopped_api_fires_bank_api_down(stack: NativeStack, prometheus: Prometheus,
+                                         load_run: LoadRun):
+    stack.stop_api()
+    stopped = time.monotonic()
+    # for: 30s after the first failed scrape (5 s), evaluated every 5 s: about 40 s.
+    deadline = stopped + 120
+    alerts: list[dict] = []
+    with httpx.Client(base_url=stack.alertmanager_url, timeout=10) as alertmanager:
+        while time.monotonic() < deadline:
+            alerts = [a for a in alertmanager.get("/api/v2/alerts").json()
+                      if a["labels"].get("alertname") == "BankApiDown"]
+            if alerts:
+                break
+            time.sleep(1)
+    elapsed = time.monotonic() - stopped
+    print(f"\nBankApiDown in Alertmanager {elapsed:.0f}s after the API stopped")
+    assert alerts, "BankApiDown did not reach Alertmanager within 120 s"
+    assert alerts[0]["labels"]["severity"] == "critical"
+    assert alerts[0]["labels"]["job"] == "bank-api"
+
+    # The dashboards' firing-alerts table now has a row.
+    assert FIRING_ALERTS in {expr.strip() for _, _, expr in PROM_QUERIES}
+    firing = prometheus.query(FIRING_ALERTS)
+    assert "BankApiDown" in {series["metric"]["alertname"] for series in firing}
+
+    stack.start_api()  # and it comes back
+    assert httpx.get(f"{stack.api_url}/health/ready").status_code == 200
