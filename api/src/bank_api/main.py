@@ -24,7 +24,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         url = settings.database_url or embedded.start(settings.embedded_pg_dir)
         engine = make_engine(settings, url)
-        db_metrics.instrument(engine)
+        if settings.metrics_enabled:
+            db_metrics.instrument(engine)
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
         yield
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # included.
     app.add_middleware(FaultMiddleware, switch=app.state.fault_switch)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    http_metrics.instrument(app)
+    if settings.metrics_enabled:
+        http_metrics.instrument(app)
     problem_openapi(app)
     return app

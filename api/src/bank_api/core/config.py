@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # How long a retry with the same Idempotency-Key replays the first answer.
     idempotency_key_ttl_hours: int = Field(default=24, ge=1)
 
+    # Off only to measure what metrics cost (bench/): no /metrics, no instrumentation.
+    metrics_enabled: bool = True
+
     # Guards /admin (the fault switch). Unset: the admin endpoints answer 404.
     admin_token: SecretStr | None = None
 

@@ -2,6 +2,7 @@
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from bank_api.core.config import Settings
 from bank_api.observability.db_metrics import TimedQueuePool
@@ -10,7 +11,7 @@ from bank_api.observability.db_metrics import TimedQueuePool
 def make_engine(settings: Settings, url: str) -> Engine:
     return create_engine(
         url,
-        poolclass=TimedQueuePool,
+        poolclass=TimedQueuePool if settings.metrics_enabled else QueuePool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         # A request waits this long for a free connection, then fails fast with a 503
