@@ -12,7 +12,7 @@ VENV := .venv
 API_VENV := .data/api-venv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run stack test lint setup system-tools clean
+.PHONY: run stack test lint setup system-tools report-sample clean
 
 run: $(VENV)/.synced
 	$(VENV)/bin/bank-api
@@ -47,6 +47,10 @@ $(API_VENV)/.synced: $(UV) uv.lock api/pyproject.toml api/install.sh $(shell fin
 system-tools:
 	scripts/install-observability-tools.sh
 	scripts/install-node.sh
+
+# Regenerate report/sample/ from a real run of the native stack (about 3.5 minutes).
+report-sample: setup
+	$(VENV)/bin/python report/make_sample.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .data tests/grafana/node_modules tests/grafana/generated

@@ -108,3 +108,30 @@ def test_same_key_sent_concurrently_moves_money_once(live_server, db):
         assert sum("idempotent-replayed" not in r.headers for r in responses) == 1
         assert http.get(f"/accounts/{account['id']}").json()["balance"] == 700
     assert ledger_rows(db) == 1
+
+
+def test_retry_after_a_connection_reset_posts_once(live_server, db):
+    """The client sends a credit and the connection drops before any answer; it retries with
+    the same key. Whether the first attempt landed or not, the money moves exactly once."""
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        account = open_account(http)
+        path = f"/accounts/{account['id']}/transactions"
+        body = json.dumps({"direction": "credit", "amount": 900}).encode()
+        host, port = urlsplit(live_server.url).hostname, urlsplit(live_server.url).port
+        for _ in range(5):
+            key = str(uuid.uuid4())
+            raw = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                   f"Idempotency-Key: {key}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+            with socket.create_connection((host, port)) as connection:
+                connection.sendall(raw + body)
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
+            retry = http.post(path, content=body, headers={"Idempotency-Key": key,
+                                                           "content-type": "application/json"})
+            assert retry.status_code == 201
+        assert http.get(f"/accounts/{account['id']}").json()["balance"] == 5 * 900
+    assert ledger_rows(db) == 5

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         workers=settings.web_concurrency,
         proxy_headers=False,
         timeout_graceful_shutdown=20,
+        server_header=False,  # do not advertise the server software
     )
 
 

@@ -7,8 +7,10 @@ from fastapi import FastAPI
 from bank_api import __version__
 from bank_api.api import problems
 from bank_api.api.body_limit import BodyLimitMiddleware
+from bank_api.api.load_shedding import LoadSheddingMiddleware
 from bank_api.api.openapi import problem_openapi
 from bank_api.api.routes import accounts, admin, health, transactions, transfers
+from bank_api.api.security_headers import SecurityHeadersMiddleware
 from bank_api.core import embedded
 from bank_api.core.config import Settings, get_settings
 from bank_api.core.db import make_engine, make_session_factory
@@ -49,10 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (accounts.router, transactions.router, transfers.router, health.router, admin.router)
     for router in routers:
         app.include_router(router)
-    # Middleware added last runs first: metrics see every answer, injected faults and 413s
-    # included.
+    # Middleware added last runs first. From the outside in: metrics see every answer (shed
+    # requests, 413s and injected faults included), headers go on every answer, overload is
+    # refused before a body is read, and injected latency holds a slot like real slowness.
     app.add_middleware(FaultMiddleware, switch=app.state.fault_switch)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(LoadSheddingMiddleware, max_in_flight=settings.max_in_flight,
+                       queue_timeout=settings.queue_timeout)
+    app.add_middleware(SecurityHeadersMiddleware)
     if settings.metrics_enabled:
         http_metrics.instrument(app)
     problem_openapi(app)

@@ -199,8 +199,9 @@ class FaultSettings(RequestModel):
     )
     latency_ms: int = Field(default=0, ge=0, le=30_000, description="Added to each request")
     error_rate: float = Field(default=0.0, ge=0, le=1, description="Share answered with 500")
-    routes: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
-        default_factory=list, max_length=20,
+    # Small bounds: every valid body fits well inside the request size limit.
+    routes: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
+        default_factory=list, max_length=10,
         description="Route templates such as /accounts/{account_id}; empty means every route",
     )
 

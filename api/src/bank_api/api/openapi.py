@@ -16,7 +16,8 @@ PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 # Error answers any operation can give, besides the ones a route declares.
 COMMON_ERRORS = {
     "422": "Invalid request (validation_error)",
-    "503": "Database unavailable (database_unavailable)",
+    "503": "Database unavailable (database_unavailable) or server overloaded (overloaded); "
+    "see Retry-After",
 }
 # The fault switch's injected answers (PUT /admin/faults).
 FAULTABLE_ERRORS = {"500": "Injected by the fault switch (fault_injected)"}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
 
 # Values from example files that must never reach a running service.
 PLACEHOLDERS = frozenset({"", "change-me", "changeme", "change_me", "secret", "password"})
@@ -40,6 +41,12 @@ class Settings(BaseSettings):
     # Guards /admin (the fault switch). Unset: the admin endpoints answer 404.
     admin_token: SecretStr | None = None
 
+    # Per worker: requests served at once, and how long one more may wait for a slot before
+    # a 503 (load shedding). The default keeps every admitted request within reach of a
+    # pool connection and a thread.
+    max_in_flight: int = Field(default=30, ge=1)
+    queue_timeout: float = Field(default=2.0, ge=0)
+
     max_body_bytes: int = Field(default=16_384, ge=256)
     page_size_default: int = Field(default=20, ge=1)
     page_size_max: int = Field(default=100, ge=1)
@@ -53,6 +60,15 @@ class Settings(BaseSettings):
         if secret.strip().lower() in PLACEHOLDERS or len(secret) < 16:
             raise ValueError("ADMIN_TOKEN must be a real secret of at least 16 characters "
                              "(e.g. `openssl rand -hex 24`), not a placeholder")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_placeholder_password(cls, value: str | None) -> str | None:
+        if value is not None:
+            password = make_url(value).password
+            if password is not None and password.strip().lower() in PLACEHOLDERS:
+                raise ValueError("the password in DATABASE_URL is a placeholder; set a real one")
         return value
 
     @property
