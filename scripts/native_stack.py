@@ -25,6 +25,7 @@ import argparse
 import copy
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +44,18 @@ REPO = Path(__file__).resolve().parents[1]
 API_VENV_BIN = REPO / ".data" / "api-venv" / "bin"
 ENTRYPOINT = REPO / "api" / "entrypoint.sh"
 LOOPBACK = "127.0.0.1"
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nobody listens on; all sockets are held open together, so they differ."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass(frozen=True)

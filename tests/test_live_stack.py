@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import socket
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 import dashboard_queries as dq  # noqa: E402
 from loadtest.run import run_load  # noqa: E402
-from native_stack import NativeStack, Ports  # noqa: E402
+from native_stack import NativeStack, Ports, free_ports  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -59,18 +58,6 @@ SQL_QUERIES = dq.sql_queries(REPO)
 
 def query_id(query: tuple[str, str, str]) -> str:
     return f"{query[0]}:{query[1]}"
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on; all sockets are held open together, so they differ."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class Prometheus:

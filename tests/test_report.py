@@ -18,7 +18,6 @@ import csv
 import itertools
 import json
 import re
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 from loadtest.run import run_load  # noqa: E402
-from native_stack import Ports  # noqa: E402
+from native_stack import Ports, free_ports  # noqa: E402
 from report.generate import generate  # noqa: E402
 from report.make_sample import FaultSwitchStack  # noqa: E402
 
@@ -46,18 +45,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PROMETHEUS_CHARTS = {"server_latency.png", "requests_by_status.png", "db_pool.png",
                      "process_cpu.png", "process_memory.png"}
 LOCUST_CHARTS = {"throughput.png", "latency.png", "error_ratio.png", "users.png"}
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on; all sockets are held open together, so they differ."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass

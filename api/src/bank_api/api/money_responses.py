@@ -1,8 +1,39 @@
-"""The HTTP answer to a money movement, first time or replayed."""
+"""Running a money movement for a route, and its HTTP answer, first time or replayed."""
 
+from collections.abc import Callable
+
+from fastapi import Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
+from bank_api.core.config import Settings
+from bank_api.schemas import TransactionCreate, TransferCreate
+from bank_api.services import idempotency, movements
+from bank_api.services.idempotency import StoredResponse
 from bank_api.services.movements import Outcome
+
+
+def move_money(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    body: TransactionCreate | TransferCreate,
+    *,
+    operation: str,
+    account_id: int,
+    idempotency_key: str | None,
+    run: Callable[[], tuple[StoredResponse, str]],
+) -> JSONResponse:
+    """Run `run` as one movement (services/movements.py) and answer with its outcome."""
+    movement = movements.Movement(
+        operation=operation,
+        account_id=account_id,
+        amount=body.amount,
+        idempotency_key=idempotency_key,
+        request_hash=idempotency.fingerprint("POST", request.url.path, body),
+    )
+    outcome = movements.execute(session, movement, run, key_ttl=settings.idempotency_key_ttl)
+    return money_response(outcome)
 
 
 def money_response(outcome: Outcome) -> JSONResponse:

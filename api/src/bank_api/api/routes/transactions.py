@@ -11,9 +11,9 @@ from bank_api.api.deps import (
     SessionDep,
     SettingsDep,
 )
-from bank_api.api.money_responses import money_response
+from bank_api.api.money_responses import move_money
 from bank_api.schemas import Page, TransactionCreate, TransactionOut
-from bank_api.services import idempotency, ledger, movements
+from bank_api.services import ledger
 from bank_api.services.idempotency import StoredResponse
 from bank_api.services.pagination import decode_cursor
 
@@ -45,15 +45,8 @@ def post_transaction(
         payload = TransactionOut.model_validate(entry).model_dump(mode="json")
         return StoredResponse(201, payload, location), account.currency
 
-    movement = movements.Movement(
-        operation=body.direction,
-        account_id=account_id,
-        amount=body.amount,
-        idempotency_key=idempotency_key,
-        request_hash=idempotency.fingerprint("POST", request.url.path, body),
-    )
-    outcome = movements.execute(session, movement, run, key_ttl=settings.idempotency_key_ttl)
-    return money_response(outcome)
+    return move_money(request, session, settings, body, operation=body.direction,
+                      account_id=account_id, idempotency_key=idempotency_key, run=run)
 
 
 @router.get("/accounts/{account_id}/transactions", response_model=Page[TransactionOut])

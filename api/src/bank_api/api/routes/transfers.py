@@ -4,9 +4,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from bank_api.api.deps import IdempotencyKeyHeader, IdPath, SessionDep, SettingsDep
-from bank_api.api.money_responses import money_response
+from bank_api.api.money_responses import move_money
 from bank_api.schemas import TransactionOut, TransferCreate, TransferOut
-from bank_api.services import idempotency, ledger, movements
+from bank_api.services import ledger
 from bank_api.services.idempotency import StoredResponse
 
 router = APIRouter(prefix="/transfers", tags=["transfers"])
@@ -49,15 +49,9 @@ def create_transfer(
         payload = _transfer_out(record, entries).model_dump(mode="json")
         return StoredResponse(201, payload, location), record.currency
 
-    movement = movements.Movement(
-        operation="transfer",
-        account_id=body.source_account_id,
-        amount=body.amount,
-        idempotency_key=idempotency_key,
-        request_hash=idempotency.fingerprint("POST", request.url.path, body),
-    )
-    outcome = movements.execute(session, movement, run, key_ttl=settings.idempotency_key_ttl)
-    return money_response(outcome)
+    return move_money(request, session, settings, body, operation="transfer",
+                      account_id=body.source_account_id, idempotency_key=idempotency_key,
+                      run=run)
 
 
 @router.get("/{transfer_id}", response_model=TransferOut)
