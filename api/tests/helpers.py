@@ -44,7 +44,7 @@ class LiveServer:
         )
         self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 30) -> None:
+    def _wait_ready(self, timeout: float = 120) -> None:  # generous: CI machines are shared
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

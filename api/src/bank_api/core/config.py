@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     web_concurrency: int = Field(default=1, ge=1, le=64)
+    worker_healthcheck_timeout: int = Field(default=30, ge=1)
 
     # Pool per worker process. The thread pool that runs request handlers is larger, so a
     # request waits at most db_pool_timeout seconds for a connection, then gets a 503.
