@@ -9,10 +9,13 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_fastapi_instrumentator import routing
 from sqlalchemy import text
 
-from helpers import LiveServer, open_account
+from bank_api.main import create_app
+from helpers import LiveServer, make_settings, open_account
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset], float]:
@@ -53,6 +56,9 @@ def test_metrics_describe_the_traffic(live_server):
     assert {"0.005", "0.025", "0.1", "0.5", "2.5"} <= buckets, "fine latency buckets"
     assert {"http_request_duration_highr_seconds_bucket", "http_request_size_bytes_sum",
             "http_response_size_bytes_sum", "http_requests_inprogress"} <= names
+    assert ("http_requests_inprogress", frozenset({("method", "GET"), ("handler", "none")})) \
+        in samples, "unknown paths are one `none` handler in flight too"
+    assert not [n for n in names if n.endswith("_created")], "no _created series"
 
     assert value(samples, "bank_operations_total", operation="credit", outcome="ok") == 1
     assert value(samples, "bank_operations_total", operation="credit", outcome="replayed") == 1
@@ -66,9 +72,38 @@ def test_metrics_describe_the_traffic(live_server):
     assert value(samples, "bank_db_pool_checked_out") == 0, "nothing in flight after the requests"
     assert value(samples, "bank_db_pool_idle") >= 1
     assert value(samples, "bank_db_query_duration_seconds_count", statement="select") > 0
+    assert value(samples, "bank_db_query_duration_seconds_count", statement="with") > 0, \
+        "a money movement's one-statement write"
     assert value(samples, "bank_db_pool_checkout_seconds_count") > 0
     assert value(samples, "bank_build_info") == 1
     assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= names
+
+
+def test_the_route_is_matched_once_per_request(database_url, monkeypatch):
+    """The HTTP metrics and the fault switch share one route match (bank_api.api.route_name);
+    this fails if the instrumentator stops calling the method we override to reuse it."""
+    matches = []
+    real = routing.get_route_name
+    monkeypatch.setattr(routing, "get_route_name",
+                        lambda *args, **kwargs: matches.append(1) or real(*args, **kwargs))
+    token = {"Authorization": "Bearer a-real-admin-token-for-tests"}
+    settings = make_settings(database_url, admin_token=token["Authorization"][7:])
+    with TestClient(create_app(settings)) as client:
+        account = open_account(client)
+        client.put("/admin/faults", headers=token, json={"latency_ms": 1})  # switch on
+        for path in (f"/accounts/{account['id']}", "/no/such/path", "/accounts"):
+            matches.clear()
+            assert client.get(path).status_code in (200, 404)
+            assert len(matches) == 1, path
+        exposition = client.get("/metrics").text
+        client.delete("/admin/faults", headers=token)
+    samples = {(sample.name, frozenset(sample.labels.items()))
+               for family in text_string_to_metric_families(exposition)
+               for sample in family.samples}
+    assert ("http_requests_total", frozenset({("method", "GET"), ("status", "200"),
+                                              ("handler", "/accounts/{account_id}")})) in samples
+    assert ("http_requests_total", frozenset({("method", "GET"), ("status", "404"),
+                                              ("handler", "none")})) in samples
 
 
 def test_label_sets_do_not_grow_with_data(live_server, db):
@@ -149,6 +184,15 @@ def test_counts_are_summed_across_worker_processes(multiprocess_server):
         assert value(samples, "http_requests_total", handler="/health/live") == requests
         assert value(samples, "bank_worker_processes") == 2
         assert value(samples, "bank_db_pool_size") == 20
+
+    # Process metrics: the supervisor and both workers (nothing else), summed.
+    supervisor = psutil.Process(server.process.pid)
+    ours = [supervisor, *(psutil.Process(pid) for pid in worker_pids(server))]
+    rss = sum(p.memory_info().rss for p in ours)
+    assert 0.8 * rss < value(samples, "process_resident_memory_bytes") < 1.2 * rss
+    assert value(samples, "process_start_time_seconds") == pytest.approx(
+        supervisor.create_time(), abs=0.1)
+    assert value(samples, "process_open_fds") >= sum(p.num_fds() for p in ours) - 3
 
 
 def test_a_dead_workers_live_gauges_are_dropped(multiprocess_server):

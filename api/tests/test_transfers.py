@@ -37,6 +37,20 @@ def test_transfer_moves_money_with_two_entries(client, db):
     check_invariants(db)
 
 
+def test_transfer_to_a_lower_id_writes_the_debit_first(client, db):
+    # Rows are locked in id order, here destination first; the ledger still reads debit, credit.
+    low, high = open_account(client), open_account(client)
+    credit(client, high["id"], 500)
+    response = transfer(client, high["id"], low["id"], 200)
+    assert response.status_code == 201
+    body = response.json()
+    assert [(e["account_id"], e["direction"], e["balance_after"]) for e in body["entries"]] == [
+        (high["id"], "debit", 300), (low["id"], "credit", 200)]
+    assert body["entries"][0]["id"] < body["entries"][1]["id"]
+    assert client.get(response.headers["location"]).json() == body
+    check_invariants(db)
+
+
 def test_transfer_with_insufficient_funds_changes_nothing(client, db):
     a, b = open_account(client), open_account(client)
     credit(client, a["id"], 100)

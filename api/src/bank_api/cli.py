@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=20,
         server_header=False,  # do not advertise the server software
+        access_log=settings.access_log,
         # The supervisor replaces a worker that does not answer its ping in time; under a
         # load test on a small machine 5 s (uvicorn's default) kills healthy, busy workers.
         timeout_worker_healthcheck=settings.worker_healthcheck_timeout,

@@ -6,6 +6,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from bank_api.api.deps import Database
 from bank_api.core.config import Settings
 from bank_api.schemas import TransactionCreate, TransferCreate
 from bank_api.services import idempotency, movements
@@ -13,16 +14,16 @@ from bank_api.services.idempotency import StoredResponse
 from bank_api.services.movements import Outcome
 
 
-def move_money(
+async def move_money(
     request: Request,
-    session: Session,
+    db: Database,
     settings: Settings,
     body: TransactionCreate | TransferCreate,
     *,
     operation: str,
     account_id: int,
     idempotency_key: str | None,
-    run: Callable[[], tuple[StoredResponse, str]],
+    run: Callable[[Session], tuple[StoredResponse, str]],
 ) -> JSONResponse:
     """Run `run` as one movement (services/movements.py) and answer with its outcome."""
     movement = movements.Movement(
@@ -32,7 +33,8 @@ def move_money(
         idempotency_key=idempotency_key,
         request_hash=idempotency.fingerprint("POST", request.url.path, body),
     )
-    outcome = movements.execute(session, movement, run, key_ttl=settings.idempotency_key_ttl)
+    outcome = await db.run(movements.execute, movement, run,
+                           key_ttl=settings.idempotency_key_ttl)
     return money_response(outcome)
 
 

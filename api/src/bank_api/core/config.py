@@ -38,6 +38,9 @@ class Settings(BaseSettings):
 
     # Off only to measure what metrics cost (bench/): no /metrics, no instrumentation.
     metrics_enabled: bool = True
+    # uvicorn's per-request log line. Off: /metrics counts every request by route and status,
+    # and the line cost 5-15 % of a request's CPU in the benchmark (bench/PROFILE.md).
+    access_log: bool = False
 
     # Guards /admin (the fault switch). Unset: the admin endpoints answer 404.
     admin_token: SecretStr | None = None

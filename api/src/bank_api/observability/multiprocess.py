@@ -62,3 +62,4 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+

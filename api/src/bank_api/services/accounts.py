@@ -57,8 +57,7 @@ def close_account(session: Session, account_id: int) -> tuple[Account, bool]:
     """
     account = get_account(session, account_id, for_update=True)
     if account.status == "closed":
-        session.rollback()
-        return account, False
+        return account, False  # the caller's session closes and releases the lock
     if account.balance != 0:
         raise AccountNotEmpty(
             f"account {account_id} holds {account.balance} minor units; "

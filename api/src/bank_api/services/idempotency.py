@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Interval, bindparam, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from bank_api.errors import IdempotencyConflict
@@ -39,14 +39,25 @@ def fingerprint(method: str, path: str, body: BaseModel) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+LOCK_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+FIND_KEY = select(
+    IdempotencyKey.request_hash,
+    IdempotencyKey.response_status,
+    IdempotencyKey.response_body,
+    IdempotencyKey.location,
+    (IdempotencyKey.created_at < func.now() - bindparam("ttl", type_=Interval)).label("expired"),
+).where(IdempotencyKey.key == bindparam("key"))
+
+
 def claim(session: Session, key: str, request_hash: str, ttl: timedelta) -> StoredResponse | None:
     """Take the key's lock for this transaction; return the stored answer if there is one."""
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+    session.execute(LOCK_KEY, {"key": key})
     # A separate statement after the lock, so its snapshot sees a commit we waited for.
-    stored = session.scalars(select(IdempotencyKey).where(IdempotencyKey.key == key)).one_or_none()
+    stored = session.execute(FIND_KEY, {"key": key, "ttl": ttl}).one_or_none()
     if stored is None:
         return None
-    if session.scalar(select(func.now())) - stored.created_at > ttl:
+    if stored.expired:
         session.execute(delete(IdempotencyKey).where(IdempotencyKey.key == key))
         return None
     if stored.request_hash != request_hash:
@@ -61,8 +72,8 @@ def remember(
     session: Session, key: str, request_hash: str, response: StoredResponse
 ) -> None:
     """Store the answer; the caller commits it together with the movement."""
-    session.add(
-        IdempotencyKey(
+    session.execute(
+        insert(IdempotencyKey).values(
             key=key,
             request_hash=request_hash,
             response_status=response.status,

@@ -38,11 +38,11 @@ class Outcome:
 def execute(
     session: Session,
     movement: Movement,
-    run: Callable[[], tuple[StoredResponse, str]],
+    run: Callable[[Session], tuple[StoredResponse, str]],
     *,
     key_ttl: timedelta,
 ) -> Outcome:
-    """Run `run` (which returns the answer and the currency moved) exactly once per key."""
+    """Run `run(session)` (which returns the answer and the currency moved) exactly once per key."""
     key = movement.idempotency_key
     try:
         if key is not None:
@@ -51,7 +51,7 @@ def execute(
                 session.rollback()
                 domain_metrics.count_operation(movement.operation, "replayed")
                 return Outcome(stored, replayed=True)
-        response, currency = run()
+        response, currency = run(session)
         if key is not None:
             idempotency.remember(session, key, movement.request_hash, response)
         session.commit()

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from bank_api.api.deps import AccountIdPath, PageDep, SessionDep
+from bank_api.api.deps import AccountIdPath, DatabaseDep, PageDep
 from bank_api.observability import domain_metrics
 from bank_api.schemas import AccountCreate, AccountOut, AccountUpdate, Page
 from bank_api.services import accounts
@@ -15,43 +15,44 @@ router = APIRouter(prefix="/accounts", tags=["accounts"])
 
 @router.post("", status_code=201, response_model=AccountOut,
              responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}})
-def open_account(body: AccountCreate, session: SessionDep, request: Request, response: Response):
+async def open_account(body: AccountCreate, db: DatabaseDep, request: Request,
+                       response: Response):
     """Open an account with a zero balance in the given currency."""
-    account = accounts.open_account(session, body)
+    account = await db.run(accounts.open_account, body)
     domain_metrics.ACCOUNTS_OPENED.labels(account.currency).inc()
     response.headers["Location"] = str(request.url_for("get_account", account_id=account.id).path)
     return account
 
 
 @router.get("", response_model=Page[AccountOut])
-def list_accounts(
-    session: SessionDep,
+async def list_accounts(
+    db: DatabaseDep,
     page: PageDep,
     status: Annotated[Literal["active", "closed"] | None, Query()] = None,
 ):
     """Accounts in id order, one page at a time."""
     after = decode_cursor(page.cursor) if page.cursor else None
-    items, next_cursor = accounts.list_accounts(
-        session, limit=page.limit, after=after, status=status
+    items, next_cursor = await db.run(
+        accounts.list_accounts, limit=page.limit, after=after, status=status
     )
     return Page[AccountOut](items=items, next_cursor=next_cursor)
 
 
 @router.get("/{account_id}", response_model=AccountOut)
-def get_account(account_id: AccountIdPath, session: SessionDep):
-    return accounts.get_account(session, account_id)
+async def get_account(account_id: AccountIdPath, db: DatabaseDep):
+    return await db.run(accounts.get_account, account_id)
 
 
 @router.patch("/{account_id}", response_model=AccountOut)
-def update_account(account_id: AccountIdPath, body: AccountUpdate, session: SessionDep):
+async def update_account(account_id: AccountIdPath, body: AccountUpdate, db: DatabaseDep):
     """Change the owner's names or address. Currency and balance cannot be changed here."""
-    return accounts.update_account(session, account_id, body)
+    return await db.run(accounts.update_account, account_id, body)
 
 
 @router.post("/{account_id}/close", response_model=AccountOut)
-def close_account(account_id: AccountIdPath, session: SessionDep):
+async def close_account(account_id: AccountIdPath, db: DatabaseDep):
     """Close an account whose balance is zero. Closing it again changes nothing."""
-    account, closed_now = accounts.close_account(session, account_id)
+    account, closed_now = await db.run(accounts.close_account, account_id)
     if closed_now:
         domain_metrics.ACCOUNTS_CLOSED.inc()
     return account

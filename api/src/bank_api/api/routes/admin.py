@@ -6,8 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from bank_api.api.deps import SessionDep, SettingsDep
+from bank_api.api.deps import DatabaseDep, SettingsDep
 from bank_api.api.route_table import route_templates
 from bank_api.errors import NotFound, Unauthorized, UnknownRoute
 from bank_api.faults import EXEMPT_PREFIXES, load
@@ -15,7 +17,7 @@ from bank_api.models import FaultInjection
 from bank_api.schemas import FaultSettings
 
 
-def require_admin(
+async def require_admin(
     settings: SettingsDep,
     authorization: Annotated[str | None, Header(description="Bearer <ADMIN_TOKEN>")] = None,
 ) -> None:
@@ -31,7 +33,7 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(requir
                    responses={401: {"description": "Missing or wrong token"}})
 
 
-def _save(session, request: Request, faults: FaultSettings) -> FaultSettings:
+def _save(session: Session, request: Request, faults: FaultSettings) -> FaultSettings:
     faultable = {t for t in route_templates(request.app) if not t.startswith(EXEMPT_PREFIXES)}
     unknown = set(faults.routes) - faultable
     if unknown:
@@ -45,21 +47,21 @@ def _save(session, request: Request, faults: FaultSettings) -> FaultSettings:
 
 
 @router.get("/faults", response_model=FaultSettings)
-def get_faults(request: Request):
+async def get_faults(request: Request):
     """The fault switch as it is now (off: latency 0, error rate 0)."""
-    current = load(request.app.state.engine)
+    current = await run_in_threadpool(load, request.app.state.engine)
     return FaultSettings(latency_ms=current.latency_ms, error_rate=current.error_rate,
                          routes=list(current.routes))
 
 
 @router.put("/faults", response_model=FaultSettings)
-def set_faults(faults: FaultSettings, request: Request, session: SessionDep):
+async def set_faults(faults: FaultSettings, request: Request, db: DatabaseDep):
     """Add latency and/or a rate of 500 answers to the given routes (all when empty).
     Every worker applies it within a second."""
-    return _save(session, request, faults)
+    return await db.run(_save, request, faults)
 
 
 @router.delete("/faults", response_model=FaultSettings)
-def clear_faults(request: Request, session: SessionDep):
+async def clear_faults(request: Request, db: DatabaseDep):
     """Turn the fault switch off."""
-    return _save(session, request, FaultSettings())
+    return await db.run(_save, request, FaultSettings())

@@ -2,13 +2,14 @@
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from bank_api.api.deps import (
     AccountIdPath,
+    DatabaseDep,
     IdempotencyKeyHeader,
     IdPath,
     PageDep,
-    SessionDep,
     SettingsDep,
 )
 from bank_api.api.money_responses import move_money
@@ -26,39 +27,39 @@ router = APIRouter(tags=["transactions"])
     response_model=TransactionOut,
     responses={200: {"model": TransactionOut, "description": "Replay of an earlier request"}},
 )
-def post_transaction(
+async def post_transaction(
     account_id: AccountIdPath,
     body: TransactionCreate,
     request: Request,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Credit or debit the account. A debit larger than the balance is refused (409)."""
 
-    def run() -> tuple[StoredResponse, str]:
-        entry, account = ledger.post_transaction(
+    def run(session: Session) -> tuple[StoredResponse, str]:
+        entry, currency = ledger.post_transaction(
             session, account_id, body.direction, body.amount,
             currency=body.currency, description=body.description,
         )
         location = request.url_for("get_transaction", transaction_id=entry.id).path
         payload = TransactionOut.model_validate(entry).model_dump(mode="json")
-        return StoredResponse(201, payload, location), account.currency
+        return StoredResponse(201, payload, location), currency
 
-    return move_money(request, session, settings, body, operation=body.direction,
-                      account_id=account_id, idempotency_key=idempotency_key, run=run)
+    return await move_money(request, db, settings, body, operation=body.direction,
+                            account_id=account_id, idempotency_key=idempotency_key, run=run)
 
 
 @router.get("/accounts/{account_id}/transactions", response_model=Page[TransactionOut])
-def list_transactions(account_id: AccountIdPath, session: SessionDep, page: PageDep):
+async def list_transactions(account_id: AccountIdPath, db: DatabaseDep, page: PageDep):
     """The account's ledger entries, newest first."""
     before = decode_cursor(page.cursor) if page.cursor else None
-    items, next_cursor = ledger.list_entries(
-        session, account_id, limit=page.limit, before=before
+    items, next_cursor = await db.run(
+        ledger.list_entries, account_id, limit=page.limit, before=before
     )
     return Page[TransactionOut](items=items, next_cursor=next_cursor)
 
 
 @router.get("/transactions/{transaction_id}", response_model=TransactionOut)
-def get_transaction(transaction_id: IdPath, session: SessionDep):
-    return ledger.get_entry(session, transaction_id)
+async def get_transaction(transaction_id: IdPath, db: DatabaseDep):
+    return await db.run(ledger.get_entry, transaction_id)
