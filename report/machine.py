@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGES = ("bank-api", "locust", "httpx", "matplotlib", "jinja2")
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -46,7 +46,7 @@ def describe() -> dict:
         load = None
     return {
         "cpu_count": os.cpu_count(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "memory_bytes": _memory_bytes(),
         "os": platform.platform(),
         "python": platform.python_version(),
