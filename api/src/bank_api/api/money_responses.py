@@ -13,6 +13,18 @@ from bank_api.services import idempotency, movements
 from bank_api.services.idempotency import StoredResponse
 from bank_api.services.movements import Outcome
 
+# The OpenAPI description of a money POST's 201: a retry with the same Idempotency-Key gets
+# the first answer again, status included, marked as a replay.
+MOVEMENT_CREATED = {
+    "description": "The movement, written. A retry with the same Idempotency-Key and body gets "
+    "this first answer again, with Idempotent-Replayed: true, and moves nothing.",
+    "headers": {
+        "Location": {"schema": {"type": "string"}, "description": "The new resource"},
+        "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]},
+                                "description": "Present on a replayed answer"},
+    },
+}
+
 
 async def move_money(
     request: Request,

@@ -12,7 +12,7 @@ from bank_api.api.deps import (
     PageDep,
     SettingsDep,
 )
-from bank_api.api.money_responses import move_money
+from bank_api.api.money_responses import MOVEMENT_CREATED, move_money
 from bank_api.schemas import Page, TransactionCreate, TransactionOut
 from bank_api.services import ledger
 from bank_api.services.idempotency import StoredResponse
@@ -25,7 +25,7 @@ router = APIRouter(tags=["transactions"])
     "/accounts/{account_id}/transactions",
     status_code=201,
     response_model=TransactionOut,
-    responses={200: {"model": TransactionOut, "description": "Replay of an earlier request"}},
+    responses={201: MOVEMENT_CREATED},
 )
 async def post_transaction(
     account_id: AccountIdPath,

@@ -5,7 +5,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from bank_api.api.deps import DatabaseDep, IdempotencyKeyHeader, IdPath, SettingsDep
-from bank_api.api.money_responses import move_money
+from bank_api.api.money_responses import MOVEMENT_CREATED, move_money
 from bank_api.schemas import TransferCreate, TransferOut
 from bank_api.services import ledger
 from bank_api.services.idempotency import StoredResponse
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/transfers", tags=["transfers"])
     "",
     status_code=201,
     response_model=TransferOut,
-    responses={200: {"model": TransferOut, "description": "Replay of an earlier request"}},
+    responses={201: MOVEMENT_CREATED},
 )
 async def create_transfer(
     body: TransferCreate,
