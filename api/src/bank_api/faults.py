@@ -31,10 +31,13 @@ class Faults:
     error_rate: float = 0.0
     routes: tuple[str, ...] = ()
 
+    @property
+    def active(self) -> bool:
+        """Whether there is anything to inject at all."""
+        return self.latency_ms > 0 or self.error_rate > 0
+
     def applies_to(self, route: str) -> bool:
-        return (self.latency_ms > 0 or self.error_rate > 0) and (
-            not self.routes or route in self.routes
-        )
+        return self.active and (not self.routes or route in self.routes)
 
 
 OFF = Faults()
@@ -82,7 +85,7 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         faults = await self.switch.get(scope["app"].state.engine)
-        if faults == OFF:  # the usual case: nothing applies, so no route look-up at all
+        if not faults.active:  # the usual case: nothing to inject, so no route look-up at all
             await self.app(scope, receive, send)
             return
         # Matched once per request: the HTTP metrics middleware, further out, usually has.

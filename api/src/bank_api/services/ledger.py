@@ -15,9 +15,6 @@ instead of four, and a fraction of the Python per movement (bench/PROFILE.md). T
 constraints hold the same rules once more, as a last line of defence.
 """
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
@@ -83,20 +80,6 @@ WRITE_TRANSFER = text(f"""
 """)
 
 
-@dataclass(frozen=True)
-class TransferRecord:
-    """A transfer as written, with its two ledger rows (debit first)."""
-
-    id: int
-    source_account_id: int
-    destination_account_id: int
-    amount: int
-    currency: str
-    description: str | None
-    created_at: datetime
-    entries: list  # ledger rows: Row from a write, LedgerEntry from a read
-
-
 def lock_accounts(session: Session, *account_ids: int) -> dict[int, Row]:
     """Lock the given accounts, lowest id first; NotFound names the first missing one."""
     rows = session.execute(LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))}).all()
@@ -152,7 +135,7 @@ def transfer(
     amount: int,
     *,
     description: str | None = None,
-) -> TransferRecord:
+) -> tuple[Transfer, list[Row]]:
     """Move money between two accounts of the same currency: one debit, one credit."""
     if source_id == destination_id:
         raise SameAccount("a transfer needs two different accounts")
@@ -171,11 +154,14 @@ def transfer(
         "currency": source.currency, "description": description,
         "source_after": source_after, "destination_after": destination_after,
     }).all()
-    return TransferRecord(
+    # The transfer as written, in the model's shape (never added to the session: the
+    # statement above has stored it), beside its debit and credit rows.
+    record = Transfer(
         id=entries[0].transfer_id, source_account_id=source_id,
         destination_account_id=destination_id, amount=amount, currency=source.currency,
-        description=description, created_at=entries[0].transfer_created_at, entries=entries,
+        description=description, created_at=entries[0].transfer_created_at,
     )
+    return record, entries
 
 
 def get_entry(session: Session, entry_id: int) -> LedgerEntry:
@@ -185,19 +171,14 @@ def get_entry(session: Session, entry_id: int) -> LedgerEntry:
     return entry
 
 
-def get_transfer(session: Session, transfer_id: int) -> TransferRecord:
+def get_transfer(session: Session, transfer_id: int) -> tuple[Transfer, list[LedgerEntry]]:
     record = session.get(Transfer, transfer_id)
     if record is None:
         raise NotFound(f"transfer {transfer_id} does not exist")
     entries = session.scalars(
         select(LedgerEntry).where(LedgerEntry.transfer_id == transfer_id).order_by(LedgerEntry.id)
     ).all()
-    return TransferRecord(
-        id=record.id, source_account_id=record.source_account_id,
-        destination_account_id=record.destination_account_id, amount=record.amount,
-        currency=record.currency, description=record.description,
-        created_at=record.created_at, entries=list(entries),
-    )
+    return record, list(entries)
 
 
 def list_entries(

@@ -6,11 +6,24 @@ from sqlalchemy.orm import Session
 
 from bank_api.api.deps import DatabaseDep, IdempotencyKeyHeader, IdPath, SettingsDep
 from bank_api.api.money_responses import MOVEMENT_CREATED, move_money
-from bank_api.schemas import TransferCreate, TransferOut
+from bank_api.schemas import TransactionOut, TransferCreate, TransferOut
 from bank_api.services import ledger
 from bank_api.services.idempotency import StoredResponse
 
 router = APIRouter(prefix="/transfers", tags=["transfers"])
+
+
+def _transfer_out(record, entries) -> TransferOut:
+    return TransferOut(
+        id=record.id,
+        source_account_id=record.source_account_id,
+        destination_account_id=record.destination_account_id,
+        amount=record.amount,
+        currency=record.currency,
+        description=record.description,
+        created_at=record.created_at,
+        entries=[TransactionOut.model_validate(e) for e in entries],
+    )
 
 
 @router.post(
@@ -29,12 +42,12 @@ async def create_transfer(
     """Debit the source and credit the destination in one database transaction."""
 
     def run(session: Session) -> tuple[StoredResponse, str]:
-        record = ledger.transfer(
+        record, entries = ledger.transfer(
             session, body.source_account_id, body.destination_account_id, body.amount,
             description=body.description,
         )
         location = request.url_for("get_transfer", transfer_id=record.id).path
-        payload = TransferOut.model_validate(record).model_dump(mode="json")
+        payload = _transfer_out(record, entries).model_dump(mode="json")
         return StoredResponse(201, payload, location), record.currency
 
     return await move_money(request, db, settings, body, operation="transfer",
@@ -44,4 +57,4 @@ async def create_transfer(
 
 @router.get("/{transfer_id}", response_model=TransferOut)
 async def get_transfer(transfer_id: IdPath, db: DatabaseDep):
-    return await db.run(ledger.get_transfer, transfer_id)
+    return _transfer_out(*await db.run(ledger.get_transfer, transfer_id))
