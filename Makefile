@@ -1,7 +1,8 @@
 # Entry points. `make run` serves the API on an embedded PostgreSQL; `make stack` adds
-# Prometheus, Alertmanager and postgres-exporter around it; `make test` installs
-# everything the tests need (Python packages from uv.lock, Prometheus tools, the npm packages
-# that type-check the dashboards) and runs every test.
+# Prometheus, Alertmanager and postgres-exporter around it; `make check` is the fast lane
+# while editing (lint, and every test not marked slow); `make test` installs everything the
+# tests need (Python packages from uv.lock, Prometheus tools, the npm packages that type-check
+# the dashboards) and runs every test; `make bench` runs the benchmark.
 
 UV_VERSION := 0.13.8
 TOOLS := .tools
@@ -12,15 +13,22 @@ VENV := .venv
 API_VENV := .data/api-venv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run stack test lint setup system-tools report-sample clean
+.PHONY: run stack check test lint bench setup system-tools report-sample clean
 
 run: $(VENV)/.synced
 	$(VENV)/bin/bank-api
 
 # The stack without Docker: the same config files as compose, plain processes on 127.0.0.1.
 stack: setup
-	$(VENV)/bin/python scripts/native_stack.py up
+	$(VENV)/bin/python -m bankops.stack up
 
+# While editing: lint, then the tests not marked slow (no live stack, Locust, benchmark or
+# npm); under a minute.
+check: $(VENV)/.synced system-tools
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -m "not slow" -q
+
+# Before pushing (and in CI, .ci/run): lint, then every test; about ten minutes.
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
@@ -48,9 +56,14 @@ system-tools:
 	scripts/install-observability-tools.sh
 	scripts/install-node.sh
 
-# Regenerate report/sample/ from a real run of the native stack (about 3.5 minutes).
+# Regenerate bankops/report/sample/ from a real run of the native stack (about 3.5 minutes).
 report-sample: setup
-	$(VENV)/bin/python report/make_sample.py
+	$(VENV)/bin/python -m bankops.report.sample
+
+# The benchmark (about 16 minutes; bankops/bench/README.md): writes
+# bankops/bench/results/latest.md and .json. wrk is installed from apt when missing.
+bench: $(VENV)/.synced
+	$(VENV)/bin/python -m bankops.bench
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .data tests/grafana/node_modules tests/grafana/generated

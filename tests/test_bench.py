@@ -1,10 +1,11 @@
-"""The benchmark's one command runs end to end (bench/run.py --quick, one worker).
+"""The benchmark's one command runs end to end (python -m bankops.bench --quick, one worker).
 
 Nothing here is timed: rates and ratios are the benchmark's result, not a test's. What is
 checked is that every measurement ran and was clean. pgbench's scripts run against the real
 schema without a failed transaction, every API answer under wrk is a success, the Locust mix
 passes, the scrape and series check ran, and the books balance afterwards, pgbench's writes
-included. That last check is what keeps bench/pgbench/*.sql honest when the API's SQL changes.
+included. That last check is what keeps bankops/bench/pgbench/*.sql honest when the API's SQL
+changes.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 OPERATIONS = {"read", "credit", "credit_key", "transfer"}
 
 pytestmark = pytest.mark.slow
@@ -25,9 +24,9 @@ pytestmark = pytest.mark.slow
 def test_the_quick_benchmark_runs_clean(tmp_path):
     output = tmp_path / "quick"
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--workers", "1",
+        [sys.executable, "-m", "bankops.bench", "--quick", "--workers", "1",
          "--output", str(output), "--port-base", "8700"],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(output.with_suffix(".json").read_text())

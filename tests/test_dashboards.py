@@ -1,8 +1,8 @@
 """Static checks of the Grafana provisioning: datasource.yml, dashboards/provider.yml and the
 dashboard JSON files. Grafana itself does not run here, so everything it would reject, and
-every convention of DESIGN.md ("Dashboards conventions"), is checked from the files:
+every convention the dashboards keep (below), is checked from the files:
 
-- the JSON is typed against npm @grafana/schema with tsc (tests/grafana/);
+- the JSON is typed against npm @grafana/schema with tsc (tests/grafana/; slow: npm);
 - dashboards are provisionable as they are: no numeric id, fixed uids, datasources by pinned UID;
 - every PromQL expression parses, reads counters only through rate()/increase() over
   $__rate_interval, builds quantiles from sum by (le, ...), and names only documented metrics
@@ -19,7 +19,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,7 @@ import promql_parser
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dashboard_queries as dq  # noqa: E402
+import dashboard_queries as dq  # from tests/, by pytest's rootdir-based import mode
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA_TYPECHECK = REPO / "tests" / "grafana"
@@ -196,6 +194,7 @@ SQL_QUERIES = dq.sql_queries(REPO)
 # ------------------------------------------------------------------------------ typing
 
 
+@pytest.mark.slow
 def test_dashboards_typecheck_against_grafana_schema():
     """Each dashboard, written as TypeScript typed with @grafana/schema, passes tsc."""
     npm = shutil.which("npm")

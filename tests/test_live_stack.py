@@ -2,7 +2,7 @@
 
 PostgreSQL (embedded), the API, postgres-exporter, Alertmanager and a real Prometheus started
 with prometheus.yml (only addresses rewritten to 127.0.0.1) and alerts.yml
-(scripts/native_stack.py). The API then serves a short Locust run, and:
+(bankops.stack). The API then serves a short Locust run (bankops.loadtest), and:
 
 - every scrape target is up and is scraped every 5 s;
 - every PromQL query of every dashboard returns data, and so does every SQL panel run as the
@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,13 +31,12 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
+import dashboard_queries as dq  # from tests/, by pytest's rootdir-based import mode
+from bankops.loadtest.runner import run_load
+from bankops.processes import free_ports
+from bankops.stack.native import NativeStack, Ports
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "tests"))
-import dashboard_queries as dq  # noqa: E402
-from loadtest.run import run_load  # noqa: E402
-from native_stack import NativeStack, Ports, free_ports  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +124,7 @@ def seed_refusal(api_url: str) -> None:
 
 
 def load(stack: NativeStack, run_dir: Path) -> None:
-    """loadtest/run.py's steady run: Locust's master web UI (and /export/prometheus) on the
+    """The load runner's steady run: Locust's master web UI (and /export/prometheus) on the
     port Prometheus scrapes, the money invariants checked in SQL afterwards."""
     with (stack.log_dir / "load.log").open("a") as log:
         run_load(stack.api_url, shape="steady", users=LOAD_USERS, duration=LOAD_SECONDS,
@@ -143,7 +141,7 @@ class LoadRun:
     variable_series: dict[str, list] = field(default_factory=dict)  # selector -> series
     api_before: dict[str, float] = field(default_factory=dict)  # route -> requests answered
     api_after: dict[str, float] = field(default_factory=dict)
-    summary: dict = field(default_factory=dict)  # run.json of loadtest/run.py
+    summary: dict = field(default_factory=dict)  # run.json of the load run
 
 
 @pytest.fixture(scope="module")
@@ -255,14 +253,15 @@ def test_sql_panel_returns_rows_as_the_read_only_role(
 
 
 def test_load_run_passed(load_run: LoadRun):
-    """Few failures, and the books balance after the load (loadtest/run.py's verdict)."""
+    """Few failures, and the books balance after the load (the load runner's verdict)."""
     assert load_run.summary["verdict"]["passed"], load_run.summary["verdict"]["problems"]
 
 
 def test_prometheus_counts_what_locust_sent(load_run: LoadRun):
     """Locust names each request by its route template, so its count per name can be put
     beside the API's http_requests_total per (method, handler), as Prometheus stored it.
-    Only Locust's routes are compared: run.py also asks for /health/ready and /openapi.json."""
+    Only Locust's routes are compared: the runner also asks for /health/ready and
+    /openapi.json."""
     totals = load_run.summary["totals"]
     answered = {route: load_run.api_after.get(route, 0) - load_run.api_before.get(route, 0)
                 for route in load_run.api_after}

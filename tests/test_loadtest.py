@@ -1,8 +1,9 @@
 """The load test against a real API: it exercises every endpoint, keeps the books right, and
 exports Locust's own numbers to Prometheus under the names docs/metrics.md promises.
 
-The API runs here in a subprocess on an embedded PostgreSQL; Locust runs in child processes
-(loadtest/run.py never imports Locust, whose gevent patching would leak into this process).
+The API runs here in a child process on an embedded PostgreSQL; Locust runs in child
+processes (bankops.loadtest.runner never imports Locust, whose gevent patching would leak into
+this process).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,10 +23,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-from loadtest.run import run_load  # noqa: E402
+from bankops.loadtest.runner import run_load
+from bankops.processes import Service, free_port
 
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 METRICS_MD = REPO_ROOT / "docs" / "metrics.md"
 BANK_API = Path(sys.executable).with_name("bank-api")
 EVERY_REQUEST = {
@@ -42,29 +43,23 @@ EVERY_REQUEST = {
 FAST_CUSTOMERS = "0.02-0.2"  # short think time, so a short run reaches every endpoint
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_postgres(data_dir: Path) -> None:
-    """Stop the API's embedded PostgreSQL by the pid in its data folder.
-
-    It is a daemon of its own: an API stopped by SIGTERM does not take it down.
-    """
-    pid_file = data_dir / "postmaster.pid"
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text().split()[0])
+def wait_for_postgres_to_stop(data_dir: Path, timeout: float = 20) -> None:
+    """The API's embedded PostgreSQL is a daemon of its own, which stopping the API does not
+    take down; the Service's stop sends it SIGTERM too (the API started it, so it carries the
+    Service's mark). Wait until it is gone."""
     try:
-        os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
-            time.sleep(0.2)
-    except ProcessLookupError:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except FileNotFoundError:  # never started, or already stopped cleanly
         return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the API's PostgreSQL (pid {pid}) still runs {timeout:.0f}s after "
+                         "the API stopped")
 
 
 @pytest.fixture(scope="module")
@@ -72,34 +67,14 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`bank-api` on its own embedded PostgreSQL, as a user would start it."""
     workdir = tmp_path_factory.mktemp("loadtest-api")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     pg_dir = workdir / "postgres"
-    env |= {"EMBEDDED_PG_DIR": str(pg_dir), "HOST": "127.0.0.1", "PORT": str(port)}
-    log_path = workdir / "bank-api.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([str(BANK_API)], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, f"bank-api exited:\n{log_path.read_text()}"
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"bank-api not ready:\n{log_path.read_text()}"
-            time.sleep(0.2)
+    env = {"DATABASE_URL": None, "EMBEDDED_PG_DIR": str(pg_dir), "HOST": "127.0.0.1",
+           "PORT": str(port)}
+    with Service("bank-api", [BANK_API], log_path=workdir / "bank-api.log", env=env,
+                 cwd=workdir, ready_url=f"{url}/health/ready", timeout=90):
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        stop_postgres(pg_dir)
+    wait_for_postgres_to_stop(pg_dir)
 
 
 def stats_total(web: str) -> int:
@@ -168,7 +143,7 @@ def test_smoke_run_exercises_every_endpoint_and_keeps_the_books(
         api: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "smoke"
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "loadtest" / "run.py"), "--host", api,
+        [sys.executable, "-m", "bankops.loadtest", "--host", api,
          "--shape", "smoke", "--users", "5", "--duration", "15s", "--think-time", FAST_CUSTOMERS,
          "--run-dir", str(run_dir), "--web-port", str(free_port()), "--linger", "1"],
         capture_output=True, text=True, timeout=120)

@@ -1,7 +1,7 @@
 """The load-run report, made from real runs of the native stack.
 
-One stack (scripts/native_stack.py, with the API's fault switch enabled) serves two short
-Locust runs (loadtest/run.py), each turned into a report with report/generate.py:
+One stack (bankops.stack, with the API's fault switch enabled) serves two short Locust runs
+(bankops.loadtest), each turned into a report with bankops.report:
 
 - a healthy run: the run folder has Locust's CSV files and a passing money check; the report
   has its HTML, Markdown and every chart it shows as a real PNG, the Prometheus charts among
@@ -18,20 +18,17 @@ import csv
 import itertools
 import json
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-from loadtest.run import run_load  # noqa: E402
-from native_stack import Ports, free_ports  # noqa: E402
-from report.generate import generate  # noqa: E402
-from report.make_sample import FaultSwitchStack  # noqa: E402
+from bankops.loadtest.runner import run_load
+from bankops.processes import free_port, free_ports
+from bankops.report.generate import generate
+from bankops.report.sample import FaultSwitchStack
+from bankops.stack.native import Ports
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +99,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultSwitchStack
 def load_and_report(stack: FaultSwitchStack, name: str, seconds: int) -> Report:
     run_dir = stack.work_dir / name
     with (stack.log_dir / f"{name}.log").open("a") as log:
-        # The faulty run fails run.py's 1 % failure limit by design; the report is the check.
+        # The faulty run fails the runner's 1 % failure limit by design; the report is the
+        # check.
         run_load(stack.api_url, shape="steady", users=USERS, duration=seconds,
                  think_time=FAST_CUSTOMERS, run_dir=run_dir, database_url=stack.database_url,
                  web_port=stack.ports.locust, max_failure_ratio=1,
@@ -186,7 +184,7 @@ def test_report_numbers_are_locusts_numbers(healthy: Report):
 
 
 def test_report_without_prometheus_says_so(healthy: Report, tmp_path: Path):
-    [unused] = free_ports(1)
+    unused = free_port()
     out = generate(healthy.run_dir, tmp_path / "report", prometheus=f"http://127.0.0.1:{unused}")
     markdown = (out / "report.md").read_text()
     assert "was not reachable" in markdown

@@ -28,7 +28,7 @@ def test_retry_with_same_key_replays_and_moves_once(client, db):
     assert retry.status_code == 201
     assert retry.headers["idempotent-replayed"] == "true"
     assert retry.headers["location"] == first.headers["location"]
-    assert retry.json() == first.json()
+    assert retry.content == first.content  # the first answer again, byte for byte
     assert ledger_rows(db) == 1
     assert client.get(f"/accounts/{account['id']}").json()["balance"] == 250
 
@@ -55,7 +55,8 @@ def test_transfer_replay(client, db):
     first = client.post("/transfers", json=body, headers={"Idempotency-Key": "t-1"})
     retry = client.post("/transfers", json=body, headers={"Idempotency-Key": "t-1"})
     assert first.status_code == retry.status_code == 201
-    assert retry.json() == first.json()
+    assert retry.headers["location"] == first.headers["location"]
+    assert retry.content == first.content
     assert client.get(f"/accounts/{a['id']}").json()["balance"] == 40
     check_invariants(db)
 
@@ -104,7 +105,7 @@ def test_same_key_sent_concurrently_moves_money_once(live_server, db):
         with ThreadPoolExecutor(max_workers=20) as pool:
             responses = list(pool.map(send, range(40)))
         assert {r.status_code for r in responses} == {201}
-        assert len({r.json()["id"] for r in responses}) == 1
+        assert len({r.content for r in responses}) == 1
         assert sum("idempotent-replayed" not in r.headers for r in responses) == 1
         assert http.get(f"/accounts/{account['id']}").json()["balance"] == 700
     assert ledger_rows(db) == 1

@@ -74,6 +74,7 @@ def test_metrics_describe_the_traffic(live_server):
     assert value(samples, "bank_db_query_duration_seconds_count", statement="select") > 0
     assert value(samples, "bank_db_query_duration_seconds_count", statement="with") > 0, \
         "a money movement's one-statement write"
+    # Pins TimedQueuePool's use of QueuePool._do_get (observability/db_metrics.py).
     assert value(samples, "bank_db_pool_checkout_seconds_count") > 0
     assert value(samples, "bank_build_info") == 1
     assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= names
@@ -106,6 +107,7 @@ def test_the_route_is_matched_once_per_request(database_url, monkeypatch):
                                               ("handler", "none")})) in samples
 
 
+@pytest.mark.slow
 def test_label_sets_do_not_grow_with_data(live_server, db):
     """Thousands of accounts and movements later, /metrics has the same series."""
     def traffic(http, account_ids) -> None:
@@ -165,6 +167,7 @@ def worker_pids(server: LiveServer) -> set[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_counts_are_summed_across_worker_processes(multiprocess_server):
     server, directory = multiprocess_server
     assert not (directory / "counter_99999.db").exists(), "the directory is emptied at start"
@@ -195,6 +198,7 @@ def test_counts_are_summed_across_worker_processes(multiprocess_server):
     assert value(samples, "process_open_fds") >= sum(p.num_fds() for p in ours) - 3
 
 
+@pytest.mark.slow
 def test_a_dead_workers_live_gauges_are_dropped(multiprocess_server):
     server, _ = multiprocess_server
     deadline = time.monotonic() + 20

@@ -50,6 +50,43 @@ def test_upgrade_downgrade_upgrade(scratch_database):
     engine.dispose()
 
 
+def test_idempotency_keys_survive_0003_both_ways(scratch_database):
+    """Keys written before 0003 (a stored answer) point at their movement after it, and keys
+    written after it get their answer back on a downgrade: a retry moves nothing either way."""
+    config = alembic_config(scratch_database)
+    command.upgrade(config, "0002")
+    engine = create_engine(scratch_database)
+    with engine.begin() as connection:
+        connection.execute(text("""
+            INSERT INTO accounts (id, first_name, last_name, address, currency, balance)
+            VALUES (1, 'A', 'B', 'C', 'EUR', 40), (2, 'D', 'E', 'F', 'EUR', 60);
+            INSERT INTO ledger_entries (id, account_id, direction, amount, balance_after)
+            VALUES (1, 1, 'credit', 100, 100);
+            INSERT INTO transfers (id, source_account_id, destination_account_id, amount,
+                                   currency) VALUES (1, 1, 2, 60, 'EUR');
+            INSERT INTO ledger_entries (id, account_id, direction, amount, balance_after,
+                                        transfer_id)
+            VALUES (2, 1, 'debit', 60, 40, 1), (3, 2, 'credit', 60, 60, 1);
+            INSERT INTO idempotency_keys (key, request_hash, response_status, response_body,
+                                          location)
+            VALUES ('credit-key', 'h1', 201, '{"id": 1}', '/transactions/1'),
+                   ('transfer-key', 'h2', 201, '{"id": 1}', '/transfers/1');
+        """))
+    command.upgrade(config, "head")
+    with engine.connect() as connection:
+        refs = connection.execute(text("SELECT key, ledger_entry_id, transfer_id "
+                                       "FROM idempotency_keys ORDER BY key")).all()
+    assert [tuple(r) for r in refs] == [("credit-key", 1, None), ("transfer-key", None, 1)]
+    command.downgrade(config, "0002")
+    with engine.connect() as connection:
+        bodies = dict(connection.execute(text(
+            "SELECT key, response_body FROM idempotency_keys")).all())
+    assert bodies["credit-key"]["balance_after"] == 100
+    assert [e["id"] for e in bodies["transfer-key"]["entries"]] == [2, 3]
+    assert bodies["transfer-key"]["amount"] == 60
+    engine.dispose()
+
+
 def test_models_and_migrations_agree(database_url):
     engine = create_engine(database_url)
     with engine.connect() as connection:

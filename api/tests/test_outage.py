@@ -22,12 +22,13 @@ from helpers import LiveServer, check_invariants, open_account
 OUTAGE_SECONDS = 5
 THREADS = 6
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def own_database():
-    """A PostgreSQL server of this test's own, since the test stops it."""
-    if os.environ.get("TEST_DATABASE_URL"):
-        pytest.skip("stopping the server needs the embedded PostgreSQL")
+    """A PostgreSQL server of this test's own, since the test stops it: always the embedded
+    one, even when the other tests use TEST_DATABASE_URL."""
     data_dir = Path(tempfile.mkdtemp(prefix="bank-api-outage-")) / "postgres"
     url = embedded.start(data_dir)
     migrate(url)

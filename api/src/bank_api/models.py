@@ -6,7 +6,6 @@ also a CHECK constraint here.
 """
 
 from datetime import datetime
-from typing import Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -21,13 +20,10 @@ from sqlalchemy import (
     String,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bank_api.money import MAX_AMOUNT, MAX_BALANCE
-
-Direction = Literal["credit", "debit"]
-AccountStatus = Literal["active", "closed"]
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -130,22 +126,23 @@ class Refusal(Base):
 
 
 class IdempotencyKey(Base):
-    """The first answer to a money-moving POST, replayed for retries with the same key.
+    """A money-moving POST's Idempotency-Key and the movement it made: one ledger entry (a
+    credit or a debit) or one transfer. A retry with the key gets that movement back.
 
-    Written in the same database transaction as the movement it records.
+    Written in the same database transaction as the movement it points at.
     """
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (
-        CheckConstraint("response_status BETWEEN 200 AND 299", name="success_only"),
+        CheckConstraint("num_nonnulls(ledger_entry_id, transfer_id) = 1",
+                        name="one_movement"),
         Index(None, "created_at"),
     )
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
-    response_status: Mapped[int] = mapped_column(Integer)
-    response_body: Mapped[dict] = mapped_column(JSONB)
-    location: Mapped[str | None] = mapped_column(String(200))
+    ledger_entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    transfer_id: Mapped[int | None] = mapped_column(ForeignKey("transfers.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -3,8 +3,8 @@
 Handlers are `async def` and hand their database work to `Database.run`, which runs it in the
 threadpool in one go: one thread hop per request. (A plain `def` handler with a session
 dependency costs four hops: entering and leaving the dependency, the handler, and validating
-the response, each about 0.15 ms of CPU; bench/PROFILE.md measured them.) The dependencies
-below are `async def` for the same reason: they do no I/O, so they need no thread.
+the response, each about 0.15 ms of CPU; bankops/bench/PROFILE.md measured them.) The
+dependencies below are `async def` for the same reason: they do no I/O, so they need no thread.
 """
 
 from collections.abc import Callable

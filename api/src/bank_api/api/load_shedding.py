@@ -11,9 +11,8 @@ import asyncio
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bank_api.api.paths import NOT_SHED
 from bank_api.api.problems import problem
-
-EXEMPT_PREFIXES = ("/health", "/metrics")
 
 SHED = Counter("bank_requests_shed", "Requests refused with 503 because the worker was full",
                ["reason"])
@@ -26,7 +25,7 @@ class LoadSheddingMiddleware:
         self.queue_timeout = queue_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES):
+        if scope["type"] != "http" or scope["path"].startswith(NOT_SHED):
             await self.app(scope, receive, send)
             return
         try:

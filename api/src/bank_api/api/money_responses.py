@@ -1,20 +1,19 @@
-"""Running a money movement for a route, and its HTTP answer, first time or replayed."""
+"""What the money POSTs share in HTTP terms: the movement a request asks for, and its 201.
 
-from collections.abc import Callable
+A first answer and a replay (a retry with the same Idempotency-Key) are rendered by the same
+function from what the movement wrote, so the replay is the first answer again, byte for byte,
+marked with Idempotent-Replayed: true.
+"""
 
-from fastapi import Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
+import hashlib
 
-from bank_api.api.deps import Database
-from bank_api.core.config import Settings
+from fastapi import Request, Response
+from pydantic import BaseModel
+
 from bank_api.schemas import TransactionCreate, TransferCreate
-from bank_api.services import idempotency, movements
-from bank_api.services.idempotency import StoredResponse
-from bank_api.services.movements import Outcome
+from bank_api.services.movements import Movement
 
-# The OpenAPI description of a money POST's 201: a retry with the same Idempotency-Key gets
-# the first answer again, status included, marked as a replay.
+# The OpenAPI description of a money POST's 201.
 MOVEMENT_CREATED = {
     "description": "The movement, written. A retry with the same Idempotency-Key and body gets "
     "this first answer again, with Idempotent-Replayed: true, and moves nothing.",
@@ -26,34 +25,29 @@ MOVEMENT_CREATED = {
 }
 
 
-async def move_money(
-    request: Request,
-    db: Database,
-    settings: Settings,
-    body: TransactionCreate | TransferCreate,
-    *,
-    operation: str,
-    account_id: int,
-    idempotency_key: str | None,
-    run: Callable[[Session], tuple[StoredResponse, str]],
-) -> JSONResponse:
-    """Run `run` as one movement (services/movements.py) and answer with its outcome."""
-    movement = movements.Movement(
+def fingerprint(method: str, path: str, body: BaseModel) -> str:
+    """What makes two requests 'the same' for an Idempotency-Key: method, path and the
+    validated body. Hashing the parsed model, not the raw bytes, makes key order and
+    whitespace irrelevant."""
+    canonical = f"{method} {path}\n{body.model_dump_json()}"
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def movement(request: Request, body: TransactionCreate | TransferCreate, *, operation: str,
+             account_id: int, idempotency_key: str | None) -> Movement:
+    return Movement(
         operation=operation,
         account_id=account_id,
         amount=body.amount,
         idempotency_key=idempotency_key,
-        request_hash=idempotency.fingerprint("POST", request.url.path, body),
+        request_hash=fingerprint(request.method, request.url.path, body),
     )
-    outcome = await db.run(movements.execute, movement, run,
-                           key_ttl=settings.idempotency_key_ttl)
-    return money_response(outcome)
 
 
-def money_response(outcome: Outcome) -> JSONResponse:
-    stored = outcome.response
-    headers = {"Location": stored.location} if stored.location else {}
-    if outcome.replayed:
-        # The first answer again, with a header that tells the client it is a replay.
+def created(resource: BaseModel, location: str, *, replayed: bool) -> Response:
+    """The 201 of a money POST, first time or replayed."""
+    headers = {"Location": location}
+    if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(stored.body, status_code=stored.status, headers=headers)
+    return Response(resource.model_dump_json(), status_code=201, headers=headers,
+                    media_type="application/json")

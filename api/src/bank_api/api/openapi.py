@@ -1,14 +1,14 @@
 """Make the OpenAPI document say what the API really answers on errors.
 
 FastAPI documents its own 422 body and `application/json` for every response; ours are
-problem+json with the Problem schema. The schema is a tested contract (tests/test_openapi.py).
+problem+json with the Problem schema. The schema is a tested contract (api/tests/test_openapi.py).
 """
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from bank_api.api.paths import NOT_FAULTED
 from bank_api.api.problems import PROBLEM_JSON
-from bank_api.faults import EXEMPT_PREFIXES
 from bank_api.schemas import Problem
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -49,7 +49,7 @@ def problem_openapi(app: FastAPI) -> None:
             for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
                 errors = dict(COMMON_ERRORS)
-                if not path.startswith(EXEMPT_PREFIXES):
+                if not path.startswith(NOT_FAULTED):
                     errors.update(FAULTABLE_ERRORS)
                 if "requestBody" in operation:
                     errors.update(BODY_ERRORS)

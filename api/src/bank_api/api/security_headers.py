@@ -4,6 +4,8 @@ policy applies; the interactive docs page is the exception (it loads Swagger UI'
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bank_api.api.paths import DOC_PAGES
+
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -12,7 +14,6 @@ HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-DOCS_PATHS = ("/docs", "/redoc")
 
 
 class SecurityHeadersMiddleware:
@@ -29,7 +30,7 @@ class SecurityHeadersMiddleware:
                 headers = MutableHeaders(scope=message)
                 for name, value in HEADERS.items():
                     headers.setdefault(name, value)
-                if not scope["path"].startswith(DOCS_PATHS):
+                if not scope["path"].startswith(DOC_PAGES):
                     headers.setdefault("Content-Security-Policy", API_CSP)
             await send(message)
 

@@ -36,10 +36,10 @@ class Settings(BaseSettings):
     # How long a retry with the same Idempotency-Key replays the first answer.
     idempotency_key_ttl_hours: int = Field(default=24, ge=1)
 
-    # Off only to measure what metrics cost (bench/): no /metrics, no instrumentation.
+    # Off only to measure what metrics cost (bankops/bench/): no /metrics, no instrumentation.
     metrics_enabled: bool = True
     # uvicorn's per-request log line. Off: /metrics counts every request by route and status,
-    # and the line cost 5-15 % of a request's CPU in the benchmark (bench/PROFILE.md).
+    # and the line cost 5-15 % of a request's CPU in the benchmark (bankops/bench/PROFILE.md).
     access_log: bool = False
 
     # Guards /admin (the fault switch). Unset: the admin endpoints answer 404.

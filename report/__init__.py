@@ -1,1 +1,0 @@
-"""The load-run report: report/generate.py turns a run folder into HTML, Markdown and charts."""
