@@ -9,8 +9,8 @@ access: did the books survive the load?
 
 With a database URL the load runner checks in SQL instead, with the API's own books check
 (bank_api.audit: exact, any size, more rules). Through the API it is one request per ledger
-page, so bounded (API_ACCOUNT_LIMIT accounts). Both give the same verdict dictionary
-(invariants.json, read by the report): bank_api.audit.Books.verdict() and check_api() here.
+page, so bounded (API_ACCOUNT_LIMIT accounts). Both report the same findings (bank_api.audit's
+codes) in the same verdict dictionary, Books.verdict() (invariants.json, read by the report).
 Run it when no load is running, or movements in between will show up as differences.
 """
 
@@ -19,19 +19,9 @@ from datetime import UTC, datetime
 
 import httpx
 
+from bank_api.audit import CHECKS, SHOWN, Books, Finding, totals_findings
+
 API_ACCOUNT_LIMIT = 5_000
-SHOWN = 20  # offending ids listed in the verdict; the counts say how many there are
-
-
-def verdict(method: str, problems: list[str], **facts) -> dict:
-    """The verdict dictionary, as bank_api.audit.Books.verdict() gives it for SQL."""
-    return {
-        "verdict": "pass" if not problems else "fail",
-        "method": method,
-        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "problems": problems,
-        **facts,
-    }
 
 
 def not_checked(method: str, reason: str, **facts) -> dict:
@@ -72,7 +62,7 @@ def _read_account(client: httpx.Client, account_id: int) -> tuple[int, list[dict
 
 
 def check_api(host: str, limit: int = API_ACCOUNT_LIMIT) -> dict:
-    problems: dict[str, list[int]] = defaultdict(list)
+    offending: dict[str, list[int]] = defaultdict(list)  # finding code -> ids
     transfer_legs: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
     total = external = entry_count = 0
     with httpx.Client(base_url=host, timeout=30) as client:
@@ -92,12 +82,11 @@ def check_api(host: str, limit: int = API_ACCOUNT_LIMIT) -> dict:
             external += sum(s for s, e in zip(signed, entries, strict=True)
                             if e["transfer_id"] is None)
             if balance != sum(signed):
-                problems["balance differs from its ledger sum"].append(account_id)
+                offending["balance_vs_ledger"].append(account_id)
             if balance < 0:
-                problems["negative balance"].append(account_id)
+                offending["negative_balance"].append(account_id)
             if entries and entries[0]["balance_after"] != balance:  # newest first
-                problems["newest entry's balance_after differs from the balance"].append(
-                    account_id)
+                offending["latest_balance_after"].append(account_id)
             for e in entries:
                 if e["transfer_id"] is not None:
                     transfer_legs[e["transfer_id"]].append(
@@ -105,9 +94,9 @@ def check_api(host: str, limit: int = API_ACCOUNT_LIMIT) -> dict:
     for transfer_id, legs in sorted(transfer_legs.items()):
         directions = sorted(direction for direction, _, _ in legs)
         if directions != ["credit", "debit"] or legs[0][1] != legs[1][1]:
-            problems["transfer without its debit and credit"].append(transfer_id)
-    messages = [f"{problem}: {len(ids)} (ids {ids[:SHOWN]})" for problem, ids in problems.items()]
-    if total != external:
-        messages.append(f"sum of balances {total} != external credits minus debits {external}")
-    return verdict("api", messages, accounts=len(accounts), ledger_entries=entry_count,
-                   transfers=len(transfer_legs), total_balance=total, external_net=external)
+            offending["unbalanced_transfer"].append(transfer_id)
+    findings = [Finding(code, CHECKS[code][0], len(ids), tuple(ids[:SHOWN]))
+                for code, ids in offending.items()]
+    books = Books(len(accounts), entry_count, len(transfer_legs), total, external,
+                  findings + totals_findings(total, external))
+    return books.verdict(method="api")
