@@ -47,14 +47,19 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml api/pyproject.toml
 	$(UV) sync --locked --python python3.11
 	touch $@
 
+# --reinstall-package: uv caches a local package's build by its pyproject.toml, so an edit
+# under api/src alone would otherwise leave the old code installed.
 $(API_VENV)/.synced: $(UV) uv.lock api/pyproject.toml api/install.sh $(shell find api/src -type f)
-	UV=$(UV) UV_PROJECT_ENVIRONMENT=$(API_VENV) api/install.sh --python python3.11
+	UV=$(UV) UV_PROJECT_ENVIRONMENT=$(API_VENV) api/install.sh --python python3.11 \
+		--reinstall-package bank-api
 	touch $@
 
-# promtool, amtool, prometheus, alertmanager, postgres-exporter (Debian), Node.js for tsc.
+# promtool, amtool, prometheus, alertmanager, postgres-exporter (Debian), Node.js for tsc,
+# Chromium for the offline /docs test.
 system-tools:
 	scripts/install-observability-tools.sh
 	scripts/install-node.sh
+	scripts/install-browser.sh
 
 # Regenerate bankops/report/sample/ from a real run of the native stack (about 3.5 minutes).
 report-sample: setup

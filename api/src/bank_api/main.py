@@ -3,6 +3,7 @@
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from bank_api import __version__
 from bank_api.api import http_metrics, problems
@@ -11,6 +12,7 @@ from bank_api.api.deps import Database
 from bank_api.api.fault_injection import FaultMiddleware, FaultSwitch
 from bank_api.api.load_shedding import LoadSheddingMiddleware
 from bank_api.api.openapi import problem_openapi
+from bank_api.api.paths import DOCS_ASSETS
 from bank_api.api.routes import accounts, admin, health, transactions, transfers
 from bank_api.api.security_headers import SecurityHeadersMiddleware
 from bank_api.core import embedded
@@ -37,7 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if metrics_multiprocess.enabled():
             metrics_multiprocess.mark_dead_workers()
 
-    app = FastAPI(
+    # FastAPI's /docs and /redoc pages load Swagger UI and ReDoc from a CDN; these serve the
+    # same files from the fastapi-offline package, so the docs work without a network.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="Bank API",
         version=__version__,
         summary="Accounts, credits, debits and transfers on PostgreSQL, with a ledger that "

@@ -7,6 +7,7 @@ HEALTH = "/health"
 METRICS = "/metrics"
 ADMIN = "/admin"
 DOC_PAGES = ("/docs", "/redoc")  # HTML pages that load Swagger UI's or ReDoc's scripts
+DOCS_ASSETS = "/docs/assets"  # those scripts, served by the API itself (main.py)
 DOCS = (*DOC_PAGES, "/openapi.json")
 
 # Never shed under overload: the orchestrator's health checks and Prometheus's scrapes must

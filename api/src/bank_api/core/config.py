@@ -4,7 +4,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 
@@ -13,10 +13,15 @@ PLACEHOLDERS = frozenset({"", "change-me", "changeme", "change_me", "secret", "p
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # An empty variable counts as unset: env.example leaves its secrets empty (the compose
+    # stack generates them), and `make run` reads the same .env.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     # No DATABASE_URL means: start an embedded PostgreSQL with its data in EMBEDDED_PG_DIR.
     database_url: str | None = None
+    # The password of DATABASE_URL's user, read from this file (the compose stack's generated
+    # secret), for a DATABASE_URL written without one.
+    database_password_file: Path | None = None
     embedded_pg_dir: Path = Path(".data/postgres")
 
     host: str = "127.0.0.1"
@@ -42,8 +47,10 @@ class Settings(BaseSettings):
     # and the line cost 5-15 % of a request's CPU in the benchmark (bankops/bench/PROFILE.md).
     access_log: bool = False
 
-    # Guards /admin (the fault switch). Unset: the admin endpoints answer 404.
+    # Guards /admin (the fault switch). Unset: the admin endpoints answer 404. Given as the
+    # value, or as a file holding it (ADMIN_TOKEN_FILE: the compose stack's generated secret).
     admin_token: SecretStr | None = None
+    admin_token_file: Path | None = None
 
     # Per worker: requests served at once, and how long one more may wait for a slot before
     # a 503 (load shedding). The default keeps every admitted request within reach of a
@@ -54,6 +61,35 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16_384, ge=256)
     page_size_default: int = Field(default=20, ge=1)
     page_size_max: int = Field(default=100, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: dict) -> dict:
+        """ADMIN_TOKEN_FILE and DATABASE_PASSWORD_FILE, read before the fields are checked."""
+        def read(file_field: str) -> str | None:
+            path = values.get(file_field)
+            if not path:
+                return None
+            try:
+                return Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"{file_field.upper()}: cannot read {path}: "
+                                 f"{exc.strerror}") from None
+
+        if (token := read("admin_token_file")) is not None:
+            if values.get("admin_token"):
+                raise ValueError("set ADMIN_TOKEN or ADMIN_TOKEN_FILE, not both")
+            values = values | {"admin_token": token}
+        if (password := read("database_password_file")) is not None:
+            url = values.get("database_url")
+            if not url:
+                raise ValueError("DATABASE_PASSWORD_FILE needs a DATABASE_URL to go with it")
+            if make_url(url).password is not None:
+                raise ValueError("DATABASE_URL already holds a password: drop it, or drop "
+                                 "DATABASE_PASSWORD_FILE")
+            values = values | {"database_url": make_url(url).set(password=password)
+                               .render_as_string(hide_password=False)}
+        return values
 
     @field_validator("admin_token")
     @classmethod
