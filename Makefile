@@ -65,7 +65,7 @@ system-tools:
 report-sample: setup
 	$(VENV)/bin/python -m bankops.report.sample
 
-# The benchmark (about 16 minutes; bankops/bench/README.md): writes
+# The benchmark (about 20 minutes; bankops/bench/README.md): writes
 # bankops/bench/results/latest.md and .json. wrk is installed from apt when missing.
 bench: $(VENV)/.synced
 	$(VENV)/bin/python -m bankops.bench

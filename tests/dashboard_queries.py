@@ -5,8 +5,14 @@ before it sends a query. Tests that run the dashboards' queries against a real P
 PostgreSQL do the same here, with concrete values:
 
     prometheus_queries(repo_root)            -> [(dashboard uid, panel title, PromQL)]
+    exemplar_queries(repo_root)              -> the PromQL of the targets that ask for exemplars
     sql_queries(repo_root)                   -> [(dashboard uid, panel title, raw SQL)]
     expand_sql_macros(sql, time_from, time_to) -> SQL PostgreSQL can run
+    loki_queries(repo_root)                  -> [(dashboard uid, panel title, LogQL)]
+    tempo_queries(repo_root)                 -> [(dashboard uid, panel title, TraceQL)]
+
+Each function returns only its own datasource's queries: a LogQL or TraceQL query is never
+among the PromQL ones (Loki and Tempo do not run here; their queries are parsed, not run).
 
 A variable this module does not know makes it raise, rather than send a query Grafana would
 never send.
@@ -24,6 +30,8 @@ from typing import Any
 
 PROMETHEUS = "prometheus"
 POSTGRES = "grafana-postgresql-datasource"
+LOKI = "loki"
+TEMPO = "tempo"
 
 # Panels that only draw, with no query and no datasource.
 NO_DATA_PANEL_TYPES = frozenset({"row", "text"})
@@ -42,8 +50,11 @@ class Query:
 
     @property
     def text(self) -> str:
-        """The query as written in the dashboard: PromQL `expr` or `rawSql`."""
-        return self.target.get("expr") or self.target.get("rawSql") or ""
+        """The query as written in the dashboard: PromQL or LogQL `expr`, `rawSql`, or the
+        TraceQL `query` of a Tempo target."""
+        return (
+            self.target.get("expr") or self.target.get("rawSql") or self.target.get("query") or ""
+        )
 
 
 def dashboard_files(repo_root: Path) -> list[Path]:
@@ -118,6 +129,17 @@ def prometheus_queries(repo_root: Path, **values: str) -> list[tuple[str, str, s
         (q.dashboard_uid, q.panel_title, substitute_variables(q.text, subs))
         for q in iter_queries(repo_root)
         if q.datasource.get("type") == PROMETHEUS
+    ]
+
+
+def exemplar_queries(repo_root: Path, **values: str) -> list[tuple[str, str, str]]:
+    """Like prometheus_queries(), for the targets with `"exemplar": true` only: Grafana also
+    sends their PromQL to Prometheus' /api/v1/query_exemplars and draws what comes back."""
+    subs = prometheus_values(**values)
+    return [
+        (q.dashboard_uid, q.panel_title, substitute_variables(q.text, subs))
+        for q in iter_queries(repo_root)
+        if q.datasource.get("type") == PROMETHEUS and q.target.get("exemplar")
     ]
 
 
@@ -207,3 +229,29 @@ def default_time_range(hours: float = 24) -> tuple[datetime, datetime]:
     """A time range ending now, for expand_sql_macros()."""
     end = datetime.now(UTC)
     return end - timedelta(hours=hours), end
+
+
+# ------------------------------------------------------------------------------ Loki and Tempo
+
+
+def _queries_of(repo_root: Path, datasource_type: str, values: dict[str, str]):
+    subs = prometheus_values(**values)
+    return [
+        (q.dashboard_uid, q.panel_title, substitute_variables(q.text, subs))
+        for q in iter_queries(repo_root)
+        if q.datasource.get("type") == datasource_type
+    ]
+
+
+def loki_queries(repo_root: Path, **values: str) -> list[tuple[str, str, str]]:
+    """(dashboard uid, panel title, LogQL with variables filled in) for every Loki target.
+
+    Grafana's Loki datasource puts a single-valued variable into the query as it is (it only
+    escapes single quotes): `route="$route"` becomes `route="/accounts/{account_id}"`, whose
+    braces need no escaping inside a string compared with `=`."""
+    return _queries_of(repo_root, LOKI, values)
+
+
+def tempo_queries(repo_root: Path, **values: str) -> list[tuple[str, str, str]]:
+    """(dashboard uid, panel title, TraceQL with variables filled in) for every Tempo target."""
+    return _queries_of(repo_root, TEMPO, values)

@@ -6,6 +6,10 @@ schema without a failed transaction, every API answer under wrk is a success, th
 passes, the scrape and series check ran, and the books balance afterwards, pgbench's writes
 included. That last check is what keeps bankops/bench/pgbench/*.sql honest when the API's SQL
 changes.
+
+The API variant with logs and traces on must really have had them on (its spans reached the
+trace sink, its JSON lines its log file) and the variants with them off must not: otherwise
+the "logs+traces on ÷ off" ratio would compare nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import subprocess
 import sys
 
 import pytest
+
+from bankops.bench import servers
 
 OPERATIONS = {"read", "credit", "credit_key", "transfer"}
 
@@ -38,8 +44,10 @@ def test_the_quick_benchmark_runs_clean(tmp_path):
     assert all(m["transactions"] > 0 and m["failed"] == 0 for m in pgbench), pgbench
 
     api = [m for m in measured if m["kind"] == "api"]
-    assert {(m["operation"], m["metrics"]) for m in api} == {
-        (op, on) for op in OPERATIONS for on in (True, False)}
+    # Metrics on and off with logs and traces off, and metrics on with logs and traces on.
+    assert {(m["operation"], m["metrics"], m["telemetry"]) for m in api} == {
+        (op, *variant) for op in OPERATIONS
+        for variant in ((True, False), (False, False), (True, True))}
     for m in api:
         assert m["requests"] > 0 and m["error_share"] == 0, m
         assert set(m["statuses"]) <= {"200", "201"}, m
@@ -50,7 +58,36 @@ def test_the_quick_benchmark_runs_clean(tmp_path):
     (scrape,) = [m for m in measured if m["kind"] == "scrape"]
     assert scrape["series"] > 0 and scrape["bytes"] > 0
 
+    # Logs and traces on: spans exported (the server span and one per SQL statement, at
+    # least), a JSON line per request and one per money movement; off: neither.
+    (telemetry,) = [m for m in measured if m["kind"] == "telemetry"]
+    sink = telemetry["trace_sink"]
+    assert sink["spans"] > 0 and sink["traces"] > 0, telemetry
+    assert telemetry["spans_per_trace"] >= 2, telemetry  # a server span and a SQL one at least
+    assert {"GET /accounts/{account_id}", "POST /accounts/{account_id}/transactions",
+            "POST /transfers"} <= set(sink["by_root"]), sink
+    for m in api:
+        if m["telemetry"]:
+            assert m["trace_sink"]["spans"] > 0, m
+    logs = telemetry["logs"]
+    assert logs["telemetry"]["json_lines"] > 0, logs
+    events = logs["telemetry"]["by_event"]
+    # wrk does not count the requests in flight when it stops; the API logs them.
+    assert events.get("request", 0) >= telemetry["requests"], logs
+    # The share of requests traced is the shipped sampling's (env.example), give or take chance.
+    sampled = float(servers.TELEMETRY_ON.get("OTEL_TRACES_SAMPLER_ARG", "1"))
+    share = sink["traces"] / events["request"]
+    assert 0.5 * sampled <= share <= min(1.0, 1.5 * sampled), (share, sampled)
+    assert events.get("money_moved", 0) > 0, logs
+    for variant in ("on", "off"):
+        assert logs[variant]["json_lines"] == 0 and logs[variant]["by_event"] == {}, logs
+
     assert result["series_check"]["equal"], result["series_check"]
     assert result["books"]["verdict"] == "pass", result["books"]
     numbers = [r for r in result["ratios"] if isinstance(r["value"], int | float)]
     assert numbers and all(r["value"] > 0 for r in numbers), result["ratios"]
+    telemetry_ratios = {r["name"]: r for r in result["ratios"]
+                        if "logs+traces on ÷ off," in r["name"]}
+    assert len(telemetry_ratios) == len(OPERATIONS), result["ratios"]
+    assert all(r["target"] == 0.85 and r["value"] > 0 for r in telemetry_ratios.values())
+    assert "## 5. Logs and traces: what they cost" in output.with_suffix(".md").read_text()

@@ -8,6 +8,11 @@
   compose services listening on those ports; Grafana's provisioning paths resolve to mounts;
 - images are pinned; only the ports a user opens are published, PostgreSQL never beyond
   127.0.0.1; Locust workers can be scaled;
+- the logs and traces services (Loki, Tempo, Alloy, the Docker socket proxy): their configs
+  mounted read-only from the repository, data on named volumes, healthchecks that their
+  images can run, nothing published, the Docker socket only in the proxy, read-only and
+  narrowed to the calls Alloy makes, the API one worker (exemplars) sending OTLP to Alloy
+  (tests/test_datasources.py checks the config files themselves and Grafana's links);
 - api/Dockerfile passes hadolint and installs and starts through api/install.sh and
   api/entrypoint.sh, the scripts the native run uses; .dockerignore keeps secrets out;
 - env.example, untouched, starts the stack: no placeholder reaches the resolved config, every
@@ -69,7 +74,17 @@ IMAGE_LISTEN_PORTS = {
     "quay.io/prometheuscommunity/postgres-exporter": {9187},
     "grafana/grafana": {3000},
     "locustio/locust": {8089},
+    # Loki's and Tempo's from loki.yml and tempo.yml (tests/test_datasources.py checks them);
+    # Alloy's OTLP receivers from alloy.alloy (its UI, 12345, listens on 127.0.0.1 only).
+    "grafana/loki": {3100},
+    "grafana/tempo": {3200, 4317, 4318},
+    "grafana/alloy": {4317, 4318},
+    "wollomatic/socket-proxy": {2375},
 }
+# Set by compose itself, for interpolation: never in .env, always defined.
+COMPOSE_PROVIDED = {"COMPOSE_PROJECT_NAME"}
+# The Docker Engine's socket, which only socket-proxy mounts (env.example: DOCKER_SOCKET).
+DOCKER_SOCKET_VAR = "DOCKER_SOCKET"
 # `${VAR...}` interpolations; `$${VAR}` is an escaped dollar for the container's shell.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 
@@ -224,6 +239,9 @@ def defaults() -> dict[str, set[str]]:
     """Variable -> the defaults compose gives it where it is used (`${VAR:-default}`)."""
     found: dict[str, set[str]] = {}
     for name, op, default in INTERPOLATION.findall(compose_text()):
+        if name in COMPOSE_PROVIDED:
+            assert op == "", f"${{{name}}}: compose sets it, a default would never apply"
+            continue
         assert op == ":-", f"${{{name}}} used without a default (:-): .env would be required"
         found.setdefault(name, set()).add(default)
     return found
@@ -287,8 +305,9 @@ def test_no_obsolete_version_key() -> None:
 
 
 def test_every_compose_variable_is_in_env_example_and_every_example_is_used() -> None:
-    used = {name for name, _, _ in INTERPOLATION.findall(compose_text())}
+    used = {name for name, _, _ in INTERPOLATION.findall(compose_text())} - COMPOSE_PROVIDED
     documented = set(parse_env_file(ENV_EXAMPLE))
+    assert not COMPOSE_PROVIDED & documented, "compose sets it: .env must not"
     assert used - documented == set(), "used by docker-compose.yml, missing from env.example"
     assert documented - used == set(), "in env.example, never read by docker-compose.yml"
 
@@ -310,7 +329,8 @@ def test_env_example_ships_no_secret() -> None:
 
 
 def test_grafana_gets_every_variable_datasource_yml_reads() -> None:
-    wanted = set(re.findall(r"\$\{(\w+)\}", yaml_strings(REPO / "datasource.yml")))
+    # `$${...}` is a literal `${...}` for Grafana's own link variables, not the environment's.
+    wanted = set(re.findall(r"(?<!\$)\$\{(\w+)\}", yaml_strings(REPO / "datasource.yml")))
     assert wanted == {"BANK_READER_USER", "POSTGRES_DB"}
     assert wanted <= set(services()["grafana"]["environment"])
 
@@ -485,9 +505,12 @@ def test_api_starts_after_migrations_and_is_checked_for_readiness() -> None:
     assert api["restart"] in {"unless-stopped", "always", "on-failure"}
     port = api["environment"]["PORT"]
     assert f"127.0.0.1:{port}/health/ready" in " ".join(api["healthcheck"]["test"])
-    assert "WEB_CONCURRENCY" in api["environment"]
-    metrics_dir = api["environment"]["PROMETHEUS_MULTIPROC_DIR"]
-    assert any(metrics_dir.startswith(t.split(":")[0] + "/") for t in api.get("tmpfs", []))
+    # One worker: prometheus_client's multiprocess mode has no exemplars. bank-api switches to
+    # it whenever PROMETHEUS_MULTIPROC_DIR is set, so compose never sets it; with
+    # WEB_CONCURRENCY > 1 bank-api makes its own directory under TMPDIR, the /tmp tmpfs.
+    assert api["environment"]["WEB_CONCURRENCY"] == "1"
+    assert "PROMETHEUS_MULTIPROC_DIR" not in api["environment"]
+    assert "TMPDIR" not in api["environment"] and "/tmp" in api["tmpfs"]
     url = api["environment"]["DATABASE_URL"]
     assert url == "postgresql+psycopg2://bank@postgres:5432/bank"  # the password: a file
     assert api["environment"]["DATABASE_PASSWORD_FILE"].endswith("/postgres_password")
@@ -527,9 +550,13 @@ def test_grafana_provisioning_resolves_to_the_repository_files() -> None:
 
 
 def test_every_mounted_file_exists() -> None:
+    socket = parse_env_file(ENV_EXAMPLE)[DOCKER_SOCKET_VAR]
     for name, service in services().items():
         for mount in bind_mounts(service):
             source = Path(mount["source"])
+            if str(source) == socket:  # the host's, not the repository's: test_socket_proxy_...
+                assert name == "socket-proxy"
+                continue
             if mount.get("read_only"):
                 assert source.exists(), f"{name} mounts {source}, which does not exist"
             else:  # an output folder: ./runs, created by `mkdir -p runs` (README.md)
@@ -620,7 +647,9 @@ def test_locustfile_imports_only_what_the_locust_image_has() -> None:
     assert missing == {}, "not in the locustio/locust image (only Locust and its dependencies)"
     assert sibling_imports == {}, "only locustfile.py may import its siblings"
     assert relative == set(), "relative imports fail where Locust loads the file by its path"
-    assert seen == {"locustfile", "customer", "shapes", "prometheus_export"}, seen
+    # The walk reached the Locust files (others may join them: each is then checked above).
+    assert seen >= {"locustfile", "customer", "shapes", "prometheus_export"}, seen
+    assert seen <= set(local), seen
 
 
 # ------------------------------------------------------------------------------ wiring
@@ -842,3 +871,209 @@ def test_reader_init_script_creates_a_read_only_login(tmp_path_factory) -> None:
                           env={**env, "BANK_READER_USER": url.username})
     embedded.stop(data_dir)
     assert same.returncode == 1 and "must differ from POSTGRES_USER" in same.stderr
+
+
+# ------------------------------------------------------------------------------ logs and traces
+
+
+def repo_config_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> repository file, for the bind mounts of repository files."""
+    return {m["target"]: Path(m["source"]) for m in bind_mounts(service)
+            if Path(m["source"]).is_relative_to(REPO)}
+
+
+def test_repository_files_are_mounted_read_only_and_relabelled() -> None:
+    """`:ro,z` on every mount of a repository file: nothing in a container can change the
+    repository, and SELinux hosts let the container read it. ./runs is the one output."""
+    for name, service in services().items():
+        for mount in bind_mounts(service):
+            if not Path(mount["source"]).is_relative_to(REPO):
+                continue
+            assert mount.get("bind", {}).get("selinux") == "z", f"{name}: {mount['source']}"
+            if Path(mount["source"]) != REPO / "runs":
+                assert mount.get("read_only"), f"{name}: {mount['source']} is writable"
+
+
+@pytest.mark.parametrize(("name", "config", "target", "flag"), [
+    ("loki", "loki.yml", "/etc/loki/loki.yml", "-config.file="),
+    ("tempo", "tempo.yml", "/etc/tempo/tempo.yml", "-config.file="),
+    ("alloy", "alloy.alloy", "/etc/alloy/config.alloy", None),
+])
+def test_logs_and_traces_services_read_their_repository_config(
+        name: str, config: str, target: str, flag: str | None) -> None:
+    service = services()[name]
+    assert repo_config_mounts(service) == {target: REPO / config}
+    command = service["command"]
+    if flag:
+        assert f"{flag}{target}" in command
+    else:  # alloy run <file> --storage.path=<dir>
+        assert command[:2] == ["run", target]
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("loki", "/loki"),  # loki.yml's path_prefix
+    ("tempo", "/var/tempo"),  # tempo.yml's storage paths
+    ("alloy", "/var/lib/alloy/data"),  # --storage.path: the read positions
+])
+def test_logs_and_traces_keep_their_data_on_named_volumes(name: str, data: str) -> None:
+    """Named, not bound: Loki and Tempo run as uid 10001, and a named volume takes the owner
+    the image gives the folder (a host folder would need a chown first)."""
+    service = services()[name]
+    volumes = [v for v in service["volumes"] if v["type"] == "volume"]
+    assert [v["target"] for v in volumes] == [data]
+    assert volumes[0]["source"] in resolved()["volumes"]
+    assert not volumes[0].get("read_only")
+    if name == "alloy":
+        assert f"--storage.path={data}" in service["command"]
+
+
+@pytest.mark.parametrize(("name", "test"), [
+    # Distroless images without a shell: the binaries check their own /ready.
+    ("loki", ["CMD", "/usr/bin/loki", "-health"]),
+    ("tempo", ["CMD", "/tempo", "-health"]),
+    ("socket-proxy", ["CMD", "/healthcheck"]),
+])
+def test_logs_and_traces_healthchecks_use_the_images_own_checkers(
+        name: str, test: list[str]) -> None:
+    service = services()[name]
+    assert service["healthcheck"]["test"] == test
+    assert service["restart"] == "unless-stopped"
+    if name == "socket-proxy":  # its checker answers only when allowed to
+        assert "-allowhealthcheck" in service["command"]
+
+
+def test_alloy_healthcheck_asks_its_ready_endpoint_with_bash() -> None:
+    """The Alloy image (Ubuntu) has bash but neither curl nor wget."""
+    test = services()["alloy"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "bash", "-c"]
+    script = test[3]
+    assert "/dev/tcp/127.0.0.1/12345" in script and "GET /-/ready HTTP/1.0" in script
+    assert not re.search(r"\b(curl|wget)\b", script)
+    proc = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_nothing_of_the_logs_and_traces_stack_is_published() -> None:
+    """Grafana is their UI; Loki, Tempo and Alloy are reached on the compose network."""
+    for name in ("loki", "tempo", "alloy", "socket-proxy"):
+        assert not services()[name].get("ports"), f"{name} publishes a port"
+
+
+def test_only_the_socket_proxy_mounts_the_docker_socket() -> None:
+    socket = parse_env_file(ENV_EXAMPLE)[DOCKER_SOCKET_VAR]
+    mounting = {name for name, service in services().items() for mount in bind_mounts(service)
+                if mount["source"] == socket or mount["target"].endswith("docker.sock")}
+    assert mounting == {"socket-proxy"}
+
+
+def proxy_allowed(method: str) -> list[re.Pattern[str]]:
+    """socket-proxy's allowlist for a method: its -allowMETHOD flags, anchored as it does."""
+    flag = f"-allow{method}="
+    return [re.compile(f"^{arg[len(flag):]}$") for arg in services()["socket-proxy"]["command"]
+            if arg.startswith(flag)]
+
+
+# What Alloy's discovery.docker (Prometheus's Docker SD: container and network lists) and
+# loki.source.docker (inspect, then follow the log stream) ask the Docker API, with and without
+# the API version the client negotiates through /_ping.
+ALLOY_DOCKER_CALLS = [
+    ("HEAD", "/_ping"),
+    ("GET", "/_ping"),
+    ("GET", "/v1.47/containers/json"),
+    ("GET", "/v1.47/networks"),
+    ("GET", "/v1.47/containers/4f3a9c2e5b7d/json"),
+    ("GET", "/v1.47/containers/4f3a9c2e5b7d/logs"),
+    ("GET", "/containers/json"),
+]
+# Calls that would give whoever holds the proxy more than reading logs.
+REFUSED_DOCKER_CALLS = [
+    ("POST", "/v1.47/containers/create"),
+    ("POST", "/v1.47/containers/4f3a9c2e5b7d/exec"),
+    ("POST", "/v1.47/containers/4f3a9c2e5b7d/start"),
+    ("DELETE", "/v1.47/containers/4f3a9c2e5b7d"),
+    ("GET", "/v1.47/containers/4f3a9c2e5b7d/archive"),  # a container's files, secrets included
+    ("GET", "/v1.47/containers/4f3a9c2e5b7d/export"),
+    ("GET", "/v1.47/containers/4f3a9c2e5b7d/attach/ws"),
+    ("GET", "/v1.47/images/json"),
+    ("GET", "/v1.47/volumes"),
+    ("GET", "/v1.47/events"),
+    ("GET", "/v1.47/info"),
+    ("GET", "/v1.47/containers/4f3a9c2e5b7d/logs/../archive"),
+    ("HEAD", "/v1.47/containers/4f3a9c2e5b7d/archive"),
+]
+
+
+def test_socket_proxy_lets_through_what_alloy_reads_and_nothing_else() -> None:
+    methods = {arg.split("=", 1)[0].removeprefix("-allow")
+               for arg in services()["socket-proxy"]["command"]
+               if re.match(r"-allow[A-Z]+=", arg)}
+    assert methods == {"GET", "HEAD"}, "read-only: no other method allowed"
+    for method, path in ALLOY_DOCKER_CALLS:
+        assert any(p.match(path) for p in proxy_allowed(method)), f"{method} {path} refused"
+    for method, path in REFUSED_DOCKER_CALLS:
+        assert not any(p.match(path) for p in proxy_allowed(method)), f"{method} {path} allowed"
+
+
+def test_socket_proxy_is_read_only_unprivileged_and_reachable_by_alloy_only() -> None:
+    proxy, alloy = services()["socket-proxy"], services()["alloy"]
+    [mount] = bind_mounts(proxy)
+    assert mount["target"] == "/var/run/docker.sock" and mount["read_only"]
+    # Relabelling the host's Docker socket (`z`) would change it for the host: label=disable.
+    assert not mount.get("bind", {}).get("selinux")
+    assert "label=disable" in proxy["security_opt"]
+    assert "no-new-privileges=true" in proxy["security_opt"]
+    assert proxy["cap_drop"] == ["ALL"] and proxy["read_only"] is True
+    assert "-allowfrom=alloy" in proxy["command"] and "-listenip=0.0.0.0" in proxy["command"]
+    # A network of their own, with no way out; nothing else joins it.
+    assert set(proxy["networks"]) == {"docker-api"}
+    assert resolved()["networks"]["docker-api"]["internal"] is True
+    joined = {name for name, service in services().items()
+              if "docker-api" in (service.get("networks") or {})}
+    assert joined == {"socket-proxy", "alloy"}
+    # Alloy reads the Docker API through the proxy only, never through a socket of its own.
+    alloy_config = (REPO / "alloy.alloy").read_text(encoding="utf-8")
+    hosts = set(re.findall(r'^\s*host\s*=\s*"([^"]+)"', alloy_config, re.M))
+    assert hosts == {"tcp://socket-proxy:2375"}, hosts
+    assert not any("docker.sock" in m["target"] for m in alloy.get("volumes", []))
+
+
+def test_alloy_reads_this_projects_containers_whatever_its_name(tmp_path: Path) -> None:
+    """alloy.alloy filters on com.docker.compose.project = COMPOSE_PROJECT, which compose
+    fills from the project's name: `name:` in the file, or `docker compose -p`."""
+    alloy = services()["alloy"]
+    assert alloy["environment"]["COMPOSE_PROJECT"] == resolved()["name"] == "bank-observability"
+    assert 'sys.env("COMPOSE_PROJECT")' in (REPO / "alloy.alloy").read_text(encoding="utf-8")
+    env_file = tmp_path / ".env"
+    shutil.copyfile(ENV_EXAMPLE, env_file)
+    proc = run_compose(env_file, "-p", "other-demo", "config", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    other = json.loads(proc.stdout)["services"]["alloy"]
+    assert other["environment"]["COMPOSE_PROJECT"] == "other-demo"
+
+
+def test_the_api_sends_traces_to_alloy_and_logs_json() -> None:
+    env = services()["api"]["environment"]
+    assert env["LOG_FORMAT"] == "json"
+    assert env["OTEL_SERVICE_NAME"] == "bank-api"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://alloy:4318"  # SDK adds /v1/traces
+    assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
+    assert 4318 in listen_ports(services()["alloy"])
+    # Tracing is optional: the API starts without Alloy, Grafana without Loki and Tempo.
+    assert "alloy" not in depends_on_all("api")
+    for dependency in ("loki", "tempo"):
+        condition = services()["grafana"]["depends_on"][dependency]["condition"]
+        assert condition == "service_started"
+    assert {"loki", "tempo", "socket-proxy"} <= set(services()["alloy"]["depends_on"])
+
+
+def test_prometheus_stores_exemplars() -> None:
+    """For Grafana's exemplar -> trace links; OpenMetrics (which carries exemplars) is what
+    Prometheus 3 asks for first by default, so prometheus.yml must not narrow the protocols."""
+    assert "--enable-feature=exemplar-storage" in services()["prometheus"]["command"]
+    config = load_yaml(REPO / "prometheus.yml")
+    protocols = [config.get("global", {}).get("scrape_protocols")]
+    protocols += [job.get("scrape_protocols") for job in config["scrape_configs"]]
+    for chosen in filter(None, protocols):
+        assert chosen[0].startswith("OpenMetricsText"), chosen

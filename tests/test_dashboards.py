@@ -7,18 +7,27 @@ every convention the dashboards keep (below), is checked from the files:
 - every PromQL expression parses, reads counters only through rate()/increase() over
   $__rate_interval, builds quantiles from sum by (le, ...), and names only documented metrics
   (docs/metrics.md) on the right job;
-- every SQL query is a read-only SELECT on the tables the read-only login may read.
+- the latency panels ask for exemplars (once each), only on the histograms the API attaches
+  trace_id exemplars to, and Prometheus' datasource turns their trace_id into a Tempo link;
+- every SQL query is a read-only SELECT on the tables the read-only login may read;
+- every LogQL and TraceQL query parses with Grafana's own grammars (npm @grafana/lezer-logql,
+  @grafana/lezer-traceql; slow: npm) and selects only what exists: the API's Loki stream, the
+  fields its JSON log lines really carry (read from the API's logging calls), the service
+  name and span attributes its traces really carry.
 
 Running the queries against a live Prometheus and PostgreSQL is another test's job; both use
-tests/dashboard_queries.py to find the queries.
+tests/dashboard_queries.py to find the queries. Loki and Tempo cannot run here: their queries
+are parsed and checked, not run.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +50,9 @@ WRITE_OR_DDL = re.compile(
     re.IGNORECASE,
 )
 
+# Panels that draw no numbers, so have no unit to set.
+NO_UNIT_PANEL_TYPES = {"logs"}
+
 # Functions whose argument is a range of a counter: the only way to read a counter.
 RANGE_FUNCTIONS = {"rate", "irate", "increase"}
 
@@ -55,6 +67,49 @@ JOB_BY_PREFIX = {
     "pg_": "postgres-exporter",
     "locust_": "locust",
 }
+
+
+# Exemplars: the histograms the API observes with a trace_id exemplar
+# (api/src/bank_api/api/http_metrics.py), the exemplar's label, and the panels that draw them.
+EXEMPLAR_HISTOGRAMS = {"http_request_duration_seconds", "http_request_duration_highr_seconds"}
+EXEMPLAR_LABEL = "trace_id"
+EXEMPLAR_PANEL_TYPES = {"timeseries", "heatmap"}
+
+# Loki: the stream label the dashboards select by (alloy.alloy sets `service` = the compose
+# service) and the API's stream. Its lines are JSON: `| json` turns their fields into labels.
+LOKI_STREAM_LABELS = {"service": {"api"}}
+API_LOGS = REPO / "api" / "src"
+# Fields every API line has: the formatter's (observability/logs.py: level, logger, message,
+# timestamp) and the request context's (request_id, route; trace_id, span_id when traced).
+# The other fields come from the `extra={...}` of the API's logging calls, read from its code.
+API_LOG_BASE_FIELDS = {
+    "timestamp", "level", "logger", "message", "request_id", "route", "trace_id", "span_id",
+}
+LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+NUMERIC_LOG_FIELDS = {"status", "duration_ms", "amount", "account_id", "latency_ms"}
+# Pipeline stages a dashboard query may use: line filters, the json parser, label filters.
+LOGQL_STAGES = {"LineFilters", "LabelParser", "LabelFilter"}
+
+# Tempo: the API's traces (api/src/bank_api/observability/tracing.py: service.name) and the
+# attributes of FastAPI's server span (fastapi.telemetry, stable HTTP semantic conventions).
+API_SERVICE_NAME = "bank-api"
+TRACE_ATTRIBUTES = {
+    "resource": {"service.name", "service.version"},
+    "span": {
+        "http.request.method", "http.route", "http.response.status_code", "url.path",
+        "url.query", "url.scheme", "server.address", "server.port", "network.protocol.version",
+        "error.type",
+    },
+}
+TRACE_INTRINSICS = {
+    "duration", "name", "kind", "status", "statusMessage", "traceDuration", "rootName",
+    "rootServiceName",
+}
+TRACE_ENUMS = {
+    "kind": {"server", "client", "internal", "producer", "consumer", "unspecified"},
+    "status": {"ok", "error", "unset"},
+}
+TRACEQL_HINTS = {"most_recent"}
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -189,16 +244,14 @@ def query_id(query: tuple[str, str, str]) -> str:
 
 PROM_QUERIES = prometheus_queries()
 SQL_QUERIES = dq.sql_queries(REPO)
+LOKI_QUERIES = dq.loki_queries(REPO)
+TEMPO_QUERIES = dq.tempo_queries(REPO)
 
 
-# ------------------------------------------------------------------------------ typing
-
-
-@pytest.mark.slow
-def test_dashboards_typecheck_against_grafana_schema():
-    """Each dashboard, written as TypeScript typed with @grafana/schema, passes tsc."""
+def ensure_node_modules() -> str:
+    """npm, with tests/grafana's packages installed as package-lock.json pins them."""
     npm = shutil.which("npm")
-    assert npm, "npm not found: Node.js and npm are needed to type-check the dashboards"
+    assert npm, "npm not found: Node.js and npm run the checks in tests/grafana"
     lock = GRAFANA_TYPECHECK / "package-lock.json"
     installed = GRAFANA_TYPECHECK / "node_modules" / ".package-lock.json"
     if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
@@ -210,6 +263,16 @@ def test_dashboards_typecheck_against_grafana_schema():
             timeout=600,
         )
         assert ci.returncode == 0, f"npm ci failed:\n{ci.stdout}\n{ci.stderr}"
+    return npm
+
+
+# ------------------------------------------------------------------------------ typing
+
+
+@pytest.mark.slow
+def test_dashboards_typecheck_against_grafana_schema():
+    """Each dashboard, written as TypeScript typed with @grafana/schema, passes tsc."""
+    npm = ensure_node_modules()
     check = subprocess.run(
         [npm, "run", "--silent", "check"],
         cwd=GRAFANA_TYPECHECK,
@@ -228,6 +291,8 @@ def test_datasource_uids_are_pinned():
         "prometheus": "prometheus",
         "alertmanager": "alertmanager",
         "postgres": "grafana-postgresql-datasource",
+        "loki": "loki",
+        "tempo": "tempo",
     }
 
 
@@ -269,7 +334,8 @@ def test_every_panel_is_documented_and_pinned(board):
         at = where(board, panel)
         assert panel.get("title"), f"{at}: no title"
         assert panel.get("description", "").strip(), f"{at}: no description"
-        assert panel.get("fieldConfig", {}).get("defaults", {}).get("unit"), f"{at}: no unit"
+        if panel.get("type") not in NO_UNIT_PANEL_TYPES:
+            assert panel.get("fieldConfig", {}).get("defaults", {}).get("unit"), f"{at}: no unit"
         refs = [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets", [])]
         for ref in refs:
             assert isinstance(ref, dict), f"{at}: datasource must be {{type, uid}}, got {ref!r}"
@@ -452,3 +518,343 @@ def test_sql_macros_expand(query):
     assert "$" not in expanded
     if "$__timeGroupAlias" in sql:
         assert 'AS "time"' in expanded
+
+
+# ------------------------------------------------------------------------------ exemplars
+
+
+def exemplar_histograms_read(expr: str) -> set[str]:
+    """The exemplar-carrying histograms whose buckets the PromQL expression reads."""
+    expr = dq.substitute_variables(expr, dq.prometheus_values())
+    names = {s.name for s, _ in selectors(promql_parser.parse(expr))}
+    return {h for h in EXEMPLAR_HISTOGRAMS if f"{h}_bucket" in names}
+
+
+def prometheus_targets(panel: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        t
+        for t in panel.get("targets", [])
+        if (t.get("datasource") or panel.get("datasource") or {}).get("type") == dq.PROMETHEUS
+    ]
+
+
+def test_latency_panels_ask_for_exemplars_once():
+    """A graph of the API's latency histograms shows their exemplars: one dot per sampled
+    request, linked to its trace. One target asks: the dots are the same for p50, p95, p99
+    (they are requests, not quantiles), and asking three times draws each dot three times."""
+    found = 0
+    for board in dashboards():
+        for panel in dq.iter_panels(board):
+            if panel.get("type") not in EXEMPLAR_PANEL_TYPES:
+                continue
+            targets = prometheus_targets(panel)
+            if not any(exemplar_histograms_read(t["expr"]) for t in targets):
+                continue
+            found += 1
+            asking = [t["refId"] for t in targets if t.get("exemplar")]
+            assert len(asking) == 1, f"{where(board, panel)}: exemplars asked by {asking}"
+            assert "exemplar" in panel["description"], f"{where(board, panel)}: what are the dots?"
+    assert found >= 4, "the latency graphs of the overview and endpoint dashboards"
+
+
+def test_exemplars_only_where_the_api_attaches_them():
+    """Exemplars exist only on the histograms the API observes with a trace_id, and only
+    time series and heatmaps draw them: anywhere else the query is wasted."""
+    for board in dashboards():
+        for panel in dq.iter_panels(board):
+            for target in panel.get("targets", []):
+                if not target.get("exemplar"):
+                    continue
+                at = f"{where(board, panel)} target {target['refId']}"
+                assert target in prometheus_targets(panel), f"{at}: exemplars are Prometheus'"
+                assert panel["type"] in EXEMPLAR_PANEL_TYPES, f"{at}: {panel['type']} draws none"
+                assert exemplar_histograms_read(target["expr"]), f"{at}: no exemplars there"
+    assert dq.exemplar_queries(REPO)
+
+
+def test_exemplars_link_to_tempo():
+    """Grafana makes an exemplar a link to its trace only if the Prometheus datasource names
+    the exemplar label that holds the trace id and the Tempo datasource to open it in."""
+    config = yaml.safe_load((REPO / "datasource.yml").read_text(encoding="utf-8"))
+    [prometheus] = [ds for ds in config["datasources"] if ds["uid"] == "prometheus"]
+    destinations = prometheus.get("jsonData", {}).get("exemplarTraceIdDestinations", [])
+    assert {"name": EXEMPLAR_LABEL, "datasourceUid": "tempo"} in [
+        {k: d.get(k) for k in ("name", "datasourceUid")} for d in destinations
+    ], destinations
+
+
+# ------------------------------------------------------------------------------ logs and traces
+
+
+def panels_on(board: dict[str, Any], datasource_type: str) -> list[dict[str, Any]]:
+    return [
+        p for p in data_panels(board) if (p.get("datasource") or {}).get("type") == datasource_type
+    ]
+
+
+@pytest.mark.parametrize("uid", ["bank-overview", "bank-endpoint"])
+def test_errors_in_logs_and_slow_traces_are_shown(uid):
+    """The overview (all routes) and the endpoint dashboard (the chosen route) each show the
+    API's error and refusal lines from Loki and its slowest recent traces from Tempo."""
+    [board] = [d for d in dashboards() if d["uid"] == uid]
+    [logs] = panels_on(board, dq.LOKI)
+    [traces] = panels_on(board, dq.TEMPO)
+    assert logs["type"] == "logs" and traces["type"] == "table"
+    [log_target] = logs["targets"]
+    [trace_target] = traces["targets"]
+    per_route = uid == "bank-endpoint"
+    assert ('route="$route"' in log_target["expr"]) is per_route, log_target["expr"]
+    assert ('span.http.route="$route"' in trace_target["query"]) is per_route
+    # The table is the slowest first: Tempo returns traces unsorted by duration.
+    assert traces["options"].get("sortBy") == [{"displayName": "Duration", "desc": True}]
+
+
+def test_loki_targets_are_log_queries():
+    found = 0
+    for board in dashboards():
+        for panel in panels_on(board, dq.LOKI):
+            for target in panel["targets"]:
+                found += 1
+                at = f"{where(board, panel)} target {target['refId']}"
+                assert panel["type"] == "logs", f"{at}: Loki is used here for log lines"
+                assert target.get("queryType") == "range", at
+                assert target.get("editorMode") == "code", at
+                assert target.get("expr", "").strip(), at
+                # A bound on the lines a refresh every 5 s fetches.
+                assert 0 < target.get("maxLines", 0) <= 1000, at
+    assert found >= 2
+
+
+def test_tempo_targets_are_traceql_searches():
+    found = 0
+    for board in dashboards():
+        for panel in panels_on(board, dq.TEMPO):
+            for target in panel["targets"]:
+                found += 1
+                at = f"{where(board, panel)} target {target['refId']}"
+                assert target.get("queryType") == "traceql", at
+                assert target.get("query", "").strip(), at
+                assert target.get("tableType") in ("traces", "spans"), at
+                assert 0 < target.get("limit", 0) <= 500, at
+                assert target.get("filters") == [], f"{at}: search-builder filters are unused"
+    assert found >= 2
+
+
+@cache
+def api_log_contract() -> tuple[frozenset[str], frozenset[str]]:
+    """(fields, event names) of the API's JSON log lines: the fields every line has and the
+    keys of every `extra={...}` a logging call in the API passes, read from its source."""
+    fields, events = set(API_LOG_BASE_FIELDS), set()
+    for path in API_LOGS.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg != "extra" or not isinstance(keyword.value, ast.Dict):
+                    continue
+                for key, value in zip(keyword.value.keys, keyword.value.values, strict=True):
+                    if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                        fields.add(key.value)
+                        if key.value == "event" and isinstance(value, ast.Constant):
+                            events.add(value.value)
+    return frozenset(fields), frozenset(events)
+
+
+def test_api_log_contract_is_read():
+    """Guards the reading of the API's logging calls that the LogQL checks rely on."""
+    fields, events = api_log_contract()
+    assert {"event", "method", "status", "duration_ms", "operation", "code"} <= fields
+    assert {"request", "refused", "unhandled_error", "database_unavailable"} <= events
+    assert fields >= NUMERIC_LOG_FIELDS
+
+
+# --- syntax trees from Grafana's grammars (tests/grafana/parse-queries.mjs)
+
+
+def nodes(tree: dict[str, Any], *names: str):
+    """The nodes of a syntax tree with one of these names, in source order."""
+    if tree["name"] in names:
+        yield tree
+    for child in tree["children"]:
+        yield from nodes(child, *names)
+
+
+def child_names(node: dict[str, Any]) -> list[str]:
+    return [c["name"] for c in node["children"]]
+
+
+def unquote(literal: str) -> str:
+    if literal.startswith("`"):
+        return literal[1:-1]
+    return json.loads(literal)  # "..." with backslash escapes
+
+
+def check_log_field(field: str, op: str, value: str, at: str) -> None:
+    fields, events = api_log_contract()
+    known = {"level": LOG_LEVELS, "event": events}
+    if field == "__error__":  # set by `| json` on a line that is not JSON
+        assert (op, value) == ("Eq", ""), f"{at}: only __error__=\"\" (drop unparsable lines)"
+        return
+    assert field in fields, f"{at}: the API's log lines have no field {field!r}"
+    if field in known and op in ("Eq", "Neq"):
+        assert value in known[field], f"{at}: {field} is never {value!r}"
+    if field in known and op in ("Re", "Nre"):
+        matched = {v for v in known[field] if re.fullmatch(value, v)}
+        assert matched, f"{at}: {field}=~{value!r} matches no value the API writes"
+    if field == "route":
+        assert value.startswith("/"), f"{at}: route is a route template: {value!r}"
+
+
+def check_logql(tree: dict[str, Any], at: str) -> None:
+    [expr] = tree["children"]
+    assert child_names(expr) == ["LogExpr"], f"{at}: a logs panel needs a log query, not a metric"
+    [selector] = nodes(tree, "Selector")
+    for matcher in nodes(selector, "Matcher"):
+        label, op, value = matcher["children"]
+        assert label["text"] in LOKI_STREAM_LABELS, f"{at}: no stream label {label['text']}"
+        assert op["name"] == "Eq", f"{at}: select the stream by equality"
+        assert unquote(value["text"]) in LOKI_STREAM_LABELS[label["text"]], at
+    parsed = False
+    for stage in nodes(tree, "PipelineStage"):
+        [kind] = [c for c in stage["children"] if c["name"] != "Pipe"]
+        assert kind["name"] in LOGQL_STAGES, f"{at}: stage {kind['text']!r} not expected"
+        if kind["name"] == "LabelParser":
+            assert kind["text"] == "json", f"{at}: the API writes JSON lines"
+            parsed = True
+        if kind["name"] != "LabelFilter":
+            continue
+        assert parsed, f"{at}: {kind['text']!r} filters on fields before `| json` extracts them"
+        leaves = list(nodes(kind, "Matcher", "NumberFilter", "DurationFilter", "BytesFilter",
+                            "IpLabelFilter"))
+        assert leaves, at
+        for leaf in leaves:
+            field = leaf["children"][0]["text"]
+            if leaf["name"] == "Matcher":
+                _, op, value = leaf["children"]
+                check_log_field(field, op["name"], unquote(value["text"]), at)
+            else:
+                assert leaf["name"] == "NumberFilter", f"{at}: {leaf['text']!r}"
+                assert field in NUMERIC_LOG_FIELDS, f"{at}: {field} is not a number"
+                check_log_field(field, "", "", at)
+    assert parsed, f"{at}: no `| json`: the fields of the API's lines are never read"
+
+
+def comparisons(tree: dict[str, Any]):
+    """(left side, operator, right side) of every TraceQL comparison."""
+    for node in nodes(tree, "FieldExpression"):
+        if child_names(node) == ["FieldExpression", "FieldOp", "FieldExpression"]:
+            left, op, right = node["children"]
+            yield left, op["text"], right
+
+
+def check_traceql(tree: dict[str, Any], at: str) -> None:
+    metrics = [n["name"] for n in nodes(tree, "MetricsExpression", "MetricsAggregation")]
+    assert not metrics, f"{at}: a table of traces needs a search, not a metrics query"
+    filters = list(nodes(tree, "SpansetFilter"))
+    assert filters, f"{at}: no {{...}} spanset filter"
+    for spanset in filters:
+        service = [
+            unquote(right["text"])
+            for left, op, right in comparisons(spanset)
+            if left["text"] == "resource.service.name" and op == "="
+        ]
+        assert service == [API_SERVICE_NAME], f"{at}: {spanset['text']} is not the API's spans"
+    for field in nodes(tree, "AttributeField"):
+        *scope, name = field["children"]
+        scopes = [s["name"].lower() for s in scope] or list(TRACE_ATTRIBUTES)
+        assert name["name"] == "Identifier", f"{at}: {field['text']}"
+        assert any(name["text"] in TRACE_ATTRIBUTES.get(s, ()) for s in scopes), (
+            f"{at}: the API's spans carry no {field['text']}"
+        )
+    for intrinsic in nodes(tree, "IntrinsicField"):
+        assert intrinsic["text"] in TRACE_INTRINSICS, f"{at}: intrinsic {intrinsic['text']}"
+    for left, _, right in comparisons(tree):
+        if left["text"] in TRACE_ENUMS:
+            assert right["text"] in TRACE_ENUMS[left["text"]], f"{at}: {right['text']}"
+        if left["text"] == "span.http.route":
+            assert unquote(right["text"]).startswith("/"), f"{at}: {right['text']}"
+    for hint in nodes(tree, "HintIdentifier"):
+        assert hint["text"] in TRACEQL_HINTS, f"{at}: query hint {hint['text']}"
+
+
+def parse_with_grafana_grammars(queries: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """{id: result} from tests/grafana/parse-queries.mjs for [(id, language, query)]."""
+    ensure_node_modules()
+    node = shutil.which("node")
+    assert node, "node not found"
+    payload = [{"id": i, "language": lang, "query": q} for i, lang, q in queries]
+    run = subprocess.run(
+        [node, "parse-queries.mjs"],
+        cwd=GRAFANA_TYPECHECK,
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    return {r["id"]: r for r in json.loads(run.stdout)}
+
+
+@pytest.fixture(scope="module")
+def parsed_queries() -> dict[str, Any]:
+    return parse_with_grafana_grammars(
+        [(query_id(q), "logql", q[2]) for q in LOKI_QUERIES]
+        + [(query_id(q), "traceql", q[2]) for q in TEMPO_QUERIES]
+    )
+
+
+def test_there_are_loki_and_tempo_queries():
+    assert len(LOKI_QUERIES) >= 2 and len(TEMPO_QUERIES) >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("query", LOKI_QUERIES, ids=query_id)
+def test_logql_parses_and_reads_what_the_api_logs(query, parsed_queries):
+    result = parsed_queries[query_id(query)]
+    assert result["error"] is None, f"LogQL does not parse: {result['error']}\n{query[2]}"
+    check_logql(result["tree"], query_id(query))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("query", TEMPO_QUERIES, ids=query_id)
+def test_traceql_parses_and_reads_what_the_api_traces(query, parsed_queries):
+    result = parsed_queries[query_id(query)]
+    assert result["error"] is None, f"TraceQL does not parse: {result['error']}\n{query[2]}"
+    check_traceql(result["tree"], query_id(query))
+
+
+@pytest.mark.slow
+def test_the_query_checks_reject_wrong_queries():
+    """The parsers and checks above fail on what they must catch, so their passing means
+    something: syntax errors, unknown labels, fields, values and attributes."""
+    syntax_errors = [
+        ("logql", '{service="api"} | json | level="ERROR" or'),
+        ("logql", '{service="api" | json'),
+        ("traceql", '{resource.service.name="bank-api" && }'),
+        ("traceql", '{resource.service.name="bank-api"} | select('),
+        ("traceql", '{resource.service.name="bank-api" && kind=serverside}'),
+        ("traceql", '{resource.service.name="bank-api"} with (sample=true)'),  # unknown hint
+    ]
+    wrong = [
+        ("logql", '{app="api"} | json'),  # no such stream label
+        ("logql", '{service="api"} | level="ERROR"'),  # filter before | json
+        ("logql", '{service="api"} | json | lvl="ERROR"'),  # no such field
+        ("logql", '{service="api"} | json | level=~"ERR"'),  # matches no level
+        ("logql", '{service="api"} | json | event="refusal"'),  # no such event
+        ("logql", '{service="api"} | json | route >= 5'),  # not a number
+        ("logql", 'count_over_time({service="api"}[1m])'),  # a metric query
+        ("traceql", '{span.http.route="/accounts"}'),  # not only the API's spans
+        ("traceql", '{resource.service.name="bank" && kind=server}'),  # another service
+        ("traceql", '{resource.service.name="bank-api" && span.http.status_code=500}'),  # old
+        ("traceql", '{resource.service.name="bank-api" && resource.http.route="/x"}'),  # scope
+    ]
+    cases = syntax_errors + wrong
+    results = parse_with_grafana_grammars([(str(i), lang, q) for i, (lang, q) in enumerate(cases)])
+    for i, (lang, query) in enumerate(syntax_errors):
+        assert results[str(i)]["error"], f"{lang} parser accepted {query!r}"
+    for i, (lang, query) in enumerate(wrong, start=len(syntax_errors)):
+        result = results[str(i)]
+        assert result["error"] is None, f"{query!r}: {result['error']}"
+        check = check_logql if lang == "logql" else check_traceql
+        with pytest.raises(AssertionError):
+            check(result["tree"], query)

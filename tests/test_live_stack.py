@@ -57,6 +57,8 @@ PROM_QUERIES = dq.prometheus_queries(REPO)
 # every other query during the load run.
 FIRING_ALERTS = 'ALERTS{alertstate="firing"}'
 LOAD_QUERIES = [q for q in PROM_QUERIES if q[2].strip() != FIRING_ALERTS]
+# The latency panels' queries Grafana also sends to /api/v1/query_exemplars.
+EXEMPLAR_QUERIES = dq.exemplar_queries(REPO)
 SQL_QUERIES = dq.sql_queries(REPO)
 
 
@@ -80,6 +82,16 @@ class Prometheus:
         """"METHOD handler" -> requests the API has answered, as Locust names them."""
         return {f"{s['metric']['method']} {s['metric']['handler']}": float(s["value"][1])
                 for s in self.query(API_REQUESTS)}
+
+    def exemplar_trace_ids(self, expr: str, seconds: float = 600) -> set[str]:
+        """The trace ids of the exemplars Prometheus stored for the query's series."""
+        now = time.time()
+        response = self.http.post("/api/v1/query_exemplars",
+                                  data={"query": expr, "start": now - seconds, "end": now})
+        body = response.json()
+        assert body["status"] == "success", f"{expr}: {body}"
+        return {exemplar["labels"]["trace_id"]
+                for series in body["data"] for exemplar in series["exemplars"]}
 
     def series(self, selector: str) -> list[dict[str, str]]:
         return self.http.get("/api/v1/series", params={"match[]": selector}).json()["data"]
@@ -173,6 +185,7 @@ class LoadRun:
     api_before: dict[str, float] = field(default_factory=dict)  # route -> requests answered
     api_after: dict[str, float] = field(default_factory=dict)
     summary: dict = field(default_factory=dict)  # run.json of the load run
+    exemplars: dict[str, set[str]] = field(default_factory=dict)  # query -> trace ids
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +206,7 @@ def load_run(stack: NativeStack, prometheus: Prometheus, cold_start: ColdStart) 
     time.sleep(max(0.0, started + LOAD_SECONDS - 10 - time.monotonic()))
     seen.targets = prometheus.target_health()
     seen.results = {expr: prometheus.query(expr) for _, _, expr in LOAD_QUERIES}
+    seen.exemplars = {expr: prometheus.exemplar_trace_ids(expr) for _, _, expr in EXEMPLAR_QUERIES}
     seen.variable_series = {
         selector: prometheus.series(selector)
         for _, _, selector in dq.variable_selectors(REPO)
@@ -292,6 +306,21 @@ def test_samples_arrive_every_5s(load_run: LoadRun, prometheus: Prometheus, job:
 def test_dashboard_query_returns_data(load_run: LoadRun, query: tuple[str, str, str]):
     uid, title, expr = query
     assert load_run.results[expr], f"{uid}: {title!r} returned nothing:\n{expr}"
+
+
+def test_latency_exemplars_lead_to_traces_the_api_exported_and_logged(
+        load_run: LoadRun, stack: NativeStack):
+    """Prometheus (exemplar storage on, as in compose) stored the API's exemplars; each is the
+    id of a trace whose spans reached the trace receiver and whose log lines carry it."""
+    assert EXEMPLAR_QUERIES
+    exported = set(stack.traces.traces())
+    lines = (stack.log_dir / "api.log").read_text().splitlines()
+    logged = {record["trace_id"] for record in map(json.loads, filter(str.strip, lines))
+              if "trace_id" in record}
+    for expr, trace_ids in load_run.exemplars.items():
+        assert trace_ids, f"no exemplar for {expr}"
+        assert trace_ids <= exported, f"exemplars of traces never exported: {expr}"
+        assert trace_ids <= logged, f"exemplars of traces never logged: {expr}"
 
 
 def test_dashboard_variables_have_values(load_run: LoadRun):

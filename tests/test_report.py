@@ -18,6 +18,7 @@ import csv
 import itertools
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ import pytest
 
 from bankops.loadtest.runner import run_load
 from bankops.processes import free_port, free_ports
-from bankops.report.generate import generate
+from bankops.report.generate import generate, worst_name
+from bankops.report.locust_data import read_stats
 from bankops.stack.native import NativeStack, Ports
 
 pytestmark = pytest.mark.slow
@@ -41,6 +43,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PROMETHEUS_CHARTS = {"server_latency.png", "requests_by_status.png", "db_pool.png",
                      "process_cpu.png", "process_memory.png"}
 LOCUST_CHARTS = {"throughput.png", "latency.png", "error_ratio.png", "users.png"}
+LOOKUP_HEADING = "### Requests to look up in the API's logs"
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass
@@ -209,3 +213,65 @@ def test_fault_switch_failures_show_in_the_report(faulty: Report):
     # The server's side of the same failures: 500 answers in Prometheus.
     [by_status] = [c for c in faulty.summary["charts"] if c["file"] == "requests_by_status.png"]
     assert "5xx" in by_status["series"], by_status
+
+
+def kept_request_ids(run_dir: Path) -> dict[tuple[str, str], dict]:
+    data = json.loads((run_dir / "locust_request_ids.json").read_text())
+    return {(e["method"], e["name"]): e for e in data["names"]}
+
+
+def test_report_lists_the_slowest_requests_of_the_worst_name(healthy: Report):
+    """The worst name: the most failures, else the highest p95 (from locust_stats.csv); its
+    slowest requests with their id, latency and status, as the run kept them."""
+    stats = read_stats(healthy.run_dir / "locust_stats.csv")
+    expected, _why = worst_name(stats)
+    worst = healthy.summary["lookups"]["worst"]
+    assert (worst["method"], worst["name"]) == (expected.method, expected.name)
+    kept = kept_request_ids(healthy.run_dir)[(worst["method"], worst["name"])]
+    assert [r["request_id"] for r in worst["slowest"]] == [
+        r["request_id"] for r in kept["slowest"][:len(worst["slowest"])]]
+    assert worst["slowest"], worst
+
+    heading = f"#### Slowest requests of {worst['method']} {worst['name']}"
+    shown = markdown_table(healthy.markdown, heading)
+    assert [r["request id"] for r in shown] == [r["request_id"] for r in worst["slowest"]]
+    for row, request in zip(shown, worst["slowest"], strict=True):
+        assert REQUEST_ID.fullmatch(row["request id"])
+        assert number(row["status"]) == request["status"]
+        assert number(row["ms"]) == round(request["response_time_ms"])
+        assert row["echoed"] == "yes"
+        assert request["request_id"] in healthy.html
+    assert 'request_id="' in healthy.markdown  # the Loki query to paste
+
+    every = markdown_table(healthy.markdown, "#### Slowest request of every name")
+    assert {(r["method"], r["name"]) for r in every} == {
+        (r.method, r.name) for r in stats if not r.is_total}
+
+
+def test_report_without_request_ids_says_so(healthy: Report, tmp_path: Path):
+    """A run folder without locust_request_ids.json (an older run, or compose's before it)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(healthy.run_dir, run_dir,
+                    ignore=shutil.ignore_patterns("locust_request_ids.json", "report"))
+    out = generate(run_dir, tmp_path / "report")
+    markdown = (out / "report.md").read_text()
+    assert "this run kept no request ids" in markdown.split(LOOKUP_HEADING, 1)[1]
+    assert json.loads((out / "summary.json").read_text())["lookups"] is None
+
+
+def test_report_lists_failed_request_ids_of_the_faulty_route(faulty: Report):
+    worst = faulty.summary["lookups"]["worst"]
+    assert (worst["method"], worst["name"]) == ("GET", FAULTY_ROUTE)  # the most failures
+    assert worst["why"].startswith("the most failed requests")
+    kept = kept_request_ids(faulty.run_dir)[("GET", FAULTY_ROUTE)]
+    kept_ids = {r["request_id"] for f in kept["failures"] for r in f["requests"]}
+    assert worst["failed"] and {r["request_id"] for r in worst["failed"]} <= kept_ids
+
+    shown = markdown_table(faulty.markdown, f"#### Failed requests of GET {FAULTY_ROUTE}")
+    assert [r["request id"] for r in shown] == [r["request_id"] for r in worst["failed"]]
+    for row in shown:
+        assert REQUEST_ID.fullmatch(row["request id"])
+        assert number(row["status"]) == 500
+        assert "fault_injected" in row["reason"]
+        assert row["echoed"] == "yes"  # the API answered with this id
+        assert row["request id"] in faulty.html

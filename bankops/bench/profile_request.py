@@ -4,14 +4,17 @@
     .venv/bin/python -m bankops.bench.profile_request --py-spy /tmp/py-spy/bin/py-spy  # credit
     .venv/bin/python -m bankops.bench.profile_request --py-spy … --operation read --metrics off
     .venv/bin/python -m bankops.bench.profile_request --py-spy … --operation scrape --workers 2
+    .venv/bin/python -m bankops.bench.profile_request --py-spy … --telemetry on  # logs+traces
 
-It starts an embedded PostgreSQL with 10,000 accounts and the API (one worker unless told),
-puts the operation under wrk (same scripts and concurrency as the benchmark), and meanwhile
-records the server with `py-spy record --gil`: only the thread holding the GIL is sampled, so
-the samples are where the process's Python time goes, and their split is the split of that
-time. (On a busy machine a thread can hold the GIL while the OS runs something else, so the
-GIL-held time per request can exceed the process's CPU time; the shares still hold.) The
-result is printed, and kept (raw stacks, summary JSON) in --out.
+It starts an embedded PostgreSQL with 10,000 accounts and the API (one worker unless told; logs
+and traces off unless told, as the benchmark runs it: --telemetry on adds JSON logs and traces,
+exported to the benchmark's trace sink, trace_sink.py), puts the operation under wrk (same
+scripts and concurrency as the benchmark), and meanwhile records the server with
+`py-spy record --gil`: only the thread holding the GIL is sampled, so the samples are where
+the process's Python time goes, and their split is the split of that time. (On a busy machine
+a thread can hold the GIL while the OS runs something else, so the GIL-held time per request
+can exceed the process's CPU time; the shares still hold.) The result is printed, and kept
+(raw stacks, summary JSON) in --out.
 
 The split names each sample after the innermost frame of a known kind (the database driver,
 SQLAlchemy's ORM, FastAPI's validation, the metrics, …), so nested calls are not counted
@@ -31,14 +34,27 @@ from pathlib import Path
 
 from bankops.bench import database, loadgen, servers
 from bankops.bench.cpu import CpuMeter
+from bankops.bench.trace_sink import TraceSink
 
 # Innermost matching frame wins; checked in this order for each frame, leaf first.
+# py-spy names a file from its package's top folder; OpenTelemetry's are namespace packages, so
+# its files show from below `opentelemetry/sdk/`, `opentelemetry/instrumentation/` and so on
+# (`trace/__init__.py`, `dbapi/__init__.py`): hence the needles anchored at "(".
+OPENTELEMETRY = ("(trace/", "(context/", "(_shared_internal/", "(common/_internal/",
+                 "(http/trace_exporter/", "(dbapi/", "CursorTracer.", "(attributes/",
+                 "(baggage/", "(propagate/", "(util/", "(resources/", "(_semconv.py",
+                 "(_decorator.py", "(protobuf/", "(requests/", "(urllib3/", "opentelemetry")
 KINDS = (
+    # Before the driver: the psycopg2 instrumentation's frames name psycopg2 too.
+    ("tracing (OpenTelemetry: spans, SQL instrumentation, export; FastAPI's server span)",
+     (*OPENTELEMETRY, "fastapi/telemetry", "bank_api/observability/tracing")),
     ("database driver (psycopg2, round trips)", ("psycopg2",)),
+    ("logging (log calls, request context, JSON formatting, writing lines)",
+     ("logging/", "uvicorn/logging", "pythonjsonlogger", "bank_api/observability/logs",
+      "bank_api/observability/domain_events", "bank_api/observability/correlation")),
     ("metrics (prometheus_client, instrumentator, bank_api.observability)",
      ("prometheus_client", "prometheus_fastapi_instrumentator", "bank_api/observability",
       "bank_api/api/http_metrics")),
-    ("logging (uvicorn access log)", ("logging/", "uvicorn/logging")),
     ("SQLAlchemy ORM (session, unit of work, loading)", ("sqlalchemy/orm",)),
     ("SQLAlchemy Core (compile, execute, pool, results)", ("sqlalchemy/",)),
     ("pydantic (validation, serialization)", ("pydantic",)),
@@ -68,7 +84,20 @@ INCLUSIVE = {
     "metrics: route name look-ups (get_route_name)": ("get_route_name",
                                                       "prometheus_fastapi_instrumentator"),
     "metrics: DB query timing events": ("_stop", "bank_api/observability/db_metrics"),
-    "access log (Logger.info)": ("Logger.info", "logging/"),
+    "log lines (Logger.info: per request and per event, all of it)": ("Logger.info",
+                                                                        "logging/"),
+    "log lines: JSON formatting (pythonjsonlogger)": ("format", "pythonjsonlogger"),
+    "log lines: the handler (StreamHandler.emit: formatting + writing)": ("StreamHandler.emit",
+                                                                         "logging/"),
+    "log lines: request and span ids (ContextFilter)": ("ContextFilter.filter",
+                                                        "bank_api/observability/logs"),
+    "tracing: SQL spans (the psycopg2 instrumentation, the statement's own call included)": (
+        "CursorTracer.traced_execution", "(dbapi/"),
+    "tracing: starting spans (Tracer.start_span: sampler, ids, attributes)": (
+        "Tracer.start_span", "(trace/__init__"),
+    "tracing: ending spans (Span.end: into the batch queue)": ("Span.end", "(trace/__init__"),
+    "tracing: export (the batch thread: protobuf encoding, HTTP POST)": (
+        "BatchProcessor.worker", "(_shared_internal/"),
     "scrape: generate_latest (text format)": ("generate_latest", "prometheus_client"),
     "scrape: reading the workers' files (MultiProcessCollector)": ("MultiProcessCollector.collect",
                                                                   "prometheus_client"),
@@ -108,7 +137,10 @@ def analyze(raw: str) -> dict:
         # The event loop runs in the main thread; `def` handlers run in anyio's worker threads.
         # (The event loop runs in the main thread, which has no Thread._bootstrap frame.)
         in_pool = any(frame.startswith("Thread._bootstrap (") for frame in stack)
-        threads["threadpool" if in_pool else "event loop"] += count
+        # With tracing on, OpenTelemetry's batch thread exports the spans.
+        exporting = any(frame.startswith("BatchProcessor.worker (") for frame in stack)
+        thread = "span export thread" if exporting else "threadpool" if in_pool else "event loop"
+        threads[thread] += count
         leaves[stack[-1]] += count
         for name, (function, path) in INCLUSIVE.items():
             if any(_is(frame, function, path) for frame in stack):
@@ -133,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="an API operation; bare: the bare app's `def` endpoint; scrape: "
                         "GET /metrics, one connection, as Prometheus does")
     parser.add_argument("--metrics", choices=("on", "off"), default="on")
+    parser.add_argument("--telemetry", choices=("on", "off"), default="off",
+                        help="JSON logs and traces (to a trace sink on --port + 1), as the "
+                        "benchmark's logs+traces variant")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
@@ -144,9 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="bank-profile-"))
     wrk = loadgen.ensure_wrk()
     pg_dir = work_dir / "postgres"
-    name = f"{args.operation}-metrics-{args.metrics}-w{args.workers}"
+    name = f"{args.operation}-metrics-{args.metrics}-telemetry-{args.telemetry}-w{args.workers}"
     raw_path = args.out / f"{name}.txt"
+    sink = TraceSink(args.port + 1, work_dir) if args.telemetry == "on" else None
     try:
+        if sink is not None:
+            sink.start()
         url = database.start_embedded(pg_dir)
         database.migrate(url, work_dir)
         id_range = database.seed(url, 10_000)
@@ -156,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             path = "/def"
         else:
             server = servers.api_server(url, args.port, args.workers, args.metrics == "on",
-                                        work_dir)
+                                        work_dir, sink.endpoint if sink else None)
         if args.operation == "scrape":
             script, path, connections = "bare", "/metrics", 1
         with server:
@@ -182,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                                check=True, capture_output=True)
             result = loadgen.finish_wrk(load, timeout=args.seconds + 60)
     finally:
+        if sink is not None:
+            sink.service.stop()
         database.stop_embedded(pg_dir)
         shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -190,14 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     requests = result["rps"] * meter.result["wall_seconds"]
     server_cpu_ms = meter.result["cpu_seconds"]["server"] * 1000 / requests
     gil_ms = profile["samples"] / args.rate * 1000 / requests
-    summary = {"operation": args.operation, "metrics": args.metrics, "workers": args.workers,
+    summary = {"operation": args.operation, "metrics": args.metrics,
+               "telemetry": args.telemetry, "workers": args.workers,
                "wrk": result,
                "server_cpu_ms_per_request": round(server_cpu_ms, 3),
                "gil_held_ms_per_request": round(gil_ms, 3), **profile}
     (args.out / f"{name}.json").write_text(
         json.dumps(summary, indent=2) + "\n")
 
-    print(f"{args.operation}, metrics {args.metrics}, {args.workers} worker(s): "
+    print(f"{args.operation}, metrics {args.metrics}, logs+traces {args.telemetry}, "
+          f"{args.workers} worker(s): "
           f"{result['rps']} req/s, p50 "
           f"{result['p50_ms']} ms; server CPU {server_cpu_ms:.2f} ms/request, of which "
           f"{gil_ms:.2f} ms hold the GIL ({profile['samples']} samples)")

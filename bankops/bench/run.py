@@ -1,20 +1,27 @@
 """The benchmark: one command, one machine, one run; the ratios are the result.
 
-    .venv/bin/python -m bankops.bench                  # full run, about 16 minutes
+    .venv/bin/python -m bankops.bench                  # full run, about 20 minutes
     .venv/bin/python -m bankops.bench --quick          # a smoke test, about 4 minutes
     .venv/bin/python -m bankops.bench --duration 20 --rounds 2 --connections 64
 
 It starts its own PostgreSQL (embedded, in a temporary folder) unless --database-url names an
 empty, migrated database, and seeds 10,000 funded accounts. Then, for 1 and then 2 uvicorn
-workers, with the bare app and the API (metrics on, metrics off) running side by side:
+workers, with the bare app and three API servers running side by side: metrics on and metrics
+off, both with logs and traces off (ACCESS_LOG=false, LOG_LEVEL=WARNING, no OTEL_* variable),
+and metrics on with logs and traces on as the compose stack ships them (JSON lines, a line per
+request and per domain event, to the server's log file; every request traced, the default
+sampler, exported over OTLP/HTTP to the trace sink, trace_sink.py, a process of its own):
 
 1. rounds of, for each operation (account read, credit, credit with Idempotency-Key,
    transfer): the database ceiling, pgbench running the API's own SQL (pgbench/*.sql);
-   then the API under wrk (wrk/*.lua) with metrics on and off, back to back, the
-   order flipping every round (on, off, off, on, …); then the web ceiling, the bare FastAPI
-   endpoint (bare_app.py), `def` and `async def`. Measuring each ratio's two sides
-   close together keeps slow drift of a shared machine out of the ratios;
-2. the Locust mixed workload (python -m bankops.loadtest) and the cost of one /metrics scrape.
+   then the API under wrk (wrk/*.lua), the three servers back to back with metrics on in
+   the middle and the other two swapping sides every round (logs+traces on, metrics on,
+   metrics off; then metrics off, metrics on, logs+traces on); then the web ceiling, the
+   bare FastAPI endpoint (bare_app.py), `def` and `async def`. Measuring each ratio's two
+   sides one after the other keeps slow drift of a shared machine out of the ratios;
+2. the Locust mixed workload (python -m bankops.loadtest) and the cost of one /metrics scrape;
+3. what logs and traces produced: the spans and traces the sink received (per measurement
+   and in all) and the lines each API server wrote (none with them off).
 
 Finally the /metrics series count after the same traffic with 100 and with 10,000 accounts,
 and the money invariants over the whole database (bank_api.audit; every benchmark write
@@ -48,6 +55,7 @@ import psutil
 from bank_api.audit import check_database
 from bankops.bench import database, loadgen, machine, scrape, servers, summary
 from bankops.bench.cpu import CpuMeter
+from bankops.bench.trace_sink import TraceSink
 from bankops.processes import Service
 
 BENCH = Path(__file__).resolve().parent
@@ -55,6 +63,12 @@ REPO = BENCH.parents[1]
 
 # What each API operation is called in the wrk and pgbench scripts, in the order they run.
 OPERATIONS = ("read", "credit", "credit_key", "transfer")
+# The API's variants, side by side in each worker count's block: (metrics, logs and traces).
+# "on" and "off" are metrics on and off with logs and traces off, as before logs and traces
+# existed; "telemetry" is "on" with JSON logs (a line per request and per event) and traces
+# (every request, exported to the trace sink), as the compose stack ships them.
+VARIANTS = ("on", "off", "telemetry")
+SETTINGS = {"on": (True, False), "off": (False, False), "telemetry": (True, True)}
 
 
 @dataclass(frozen=True)
@@ -63,20 +77,23 @@ class Plan:
     warmup: float  # seconds of the same load, not measured, before each measurement
     connections: int  # wrk connections = pgbench clients = Locust users
     threads: int  # wrk and pgbench threads
-    rounds: int  # rounds per worker count (each: every operation, metrics on and off)
+    rounds: int  # rounds per worker count (each: every operation, every API variant)
     workers: tuple[int, ...]
     accounts: int
     scrapes: int
     port_base: int
 
-    def api_port(self) -> int:  # metrics on; metrics off one port higher
-        return self.port_base + 10
+    def api_port(self, variant: str = "on") -> int:  # one port per API variant
+        return self.port_base + 10 + VARIANTS.index(variant)
 
     def bare_port(self) -> int:
         return self.port_base + 20
 
     def series_port(self) -> int:
         return self.port_base + 30
+
+    def trace_sink_port(self) -> int:
+        return self.port_base + 40
 
     def locust_port(self) -> int:
         return self.port_base + 50
@@ -160,23 +177,28 @@ class Bench:
         """A new file for the output of the wrk run about to start."""
         return self.work_dir / "wrk" / f"{self.wrk_runs}.log"
 
-    def wrk(self, server: servers.Server, script: str, path: str = "") -> dict:
+    def wrk(self, server: servers.Server, script: str, path: str = "",
+            trace_sink: TraceSink | None = None) -> dict:
         plan = self.plan
         url = server.url + path
+        warmup_requests = 0
         if plan.warmup:
             warmup = loadgen.wrk_command(self.wrk_path, url, script, plan.connections,
                                          plan.threads, plan.warmup, self.wrk_args())
-            loadgen.finish_wrk(loadgen.start_wrk(warmup, self.wrk_log()),
-                               timeout=plan.warmup + 60)
+            warmup_requests = loadgen.finish_wrk(loadgen.start_wrk(warmup, self.wrk_log()),
+                                                 timeout=plan.warmup + 60)["requests"]
         argv = loadgen.wrk_command(self.wrk_path, url, script, plan.connections, plan.threads,
                                    plan.duration, self.wrk_args())
         groups = {"server": [server.pid]}
         if self.postgres_pid and script != "bare":
             groups["postgres"] = [self.postgres_pid]
+        if trace_sink is not None:  # its CPU apart, not in "other"
+            groups["trace sink"] = [trace_sink.pid]
         with CpuMeter(groups) as meter:
             wrk = loadgen.start_wrk(argv, self.wrk_log())
             meter.add("load generator", wrk.pid)
             result = loadgen.finish_wrk(wrk, timeout=plan.duration + 60)
+        result["warmup_requests"] = warmup_requests
         result["cpu"] = meter.result
         result["cpu_ms_per_request"] = meter.per_request_ms(result["requests"])
         result["command"] = self.command(f"wrk {script}", argv, cwd=loadgen.WRK_SCRIPTS)
@@ -186,32 +208,90 @@ class Bench:
 def run_block(bench: Bench, workers: int) -> None:
     """Everything measured at one worker count, interleaved.
 
-    The bare app and the API with metrics on and with metrics off run side by side (an idle
-    server costs nothing), so each round measures, operation by operation, pgbench, then the
-    API with metrics on and off back to back (the order flips every round), then the bare
-    endpoints. Each ratio's two sides are measured minutes apart at most, and drift on a
-    shared machine hits both alike.
+    The bare app and the three API variants (metrics on, metrics off, and metrics on with
+    logs and traces on) run side by side (an idle server costs nothing), so each round
+    measures, operation by operation, pgbench, then the API variants back to back, then the
+    bare endpoints. "Metrics on" runs between the other two, whose sides flip every round
+    (logs+traces on, metrics on, metrics off; then metrics off, metrics on, logs+traces on):
+    each ratio's two sides are measured minutes apart at most, one after the other, and drift
+    on a shared machine hits both alike.
     """
     plan = bench.plan
-    api = {metrics: servers.api_server(bench.url, plan.api_port() + (not metrics), workers,
-                                       metrics, bench.work_dir)
-           for metrics in (True, False)}
-    bare = servers.bare_server(plan.bare_port(), workers, bench.work_dir)
-    with bare, api[True], api[False]:
-        bench.command(f"bare app, {workers} worker(s)", bare.command())
-        for metrics, server in api.items():
-            bench.command(f"API, {workers} worker(s), metrics {'on' if metrics else 'off'}",
-                          server.command())
-        for round_ in range(1, plan.rounds + 1):
-            order = (True, False) if round_ % 2 else (False, True)
-            for operation in OPERATIONS:
-                measure_pgbench(bench, operation, workers, round_)
-                for metrics in order:
-                    measure_api(bench, api[metrics], operation, workers, metrics, round_)
-            for endpoint in ("def", "async"):
-                measure_bare(bench, bare, endpoint, workers, round_)
-        run_locust(bench, api[True], workers)
-        run_scrapes(bench, api[True], workers)
+    sink = TraceSink(plan.trace_sink_port(), bench.work_dir)
+    with sink:
+        api = {variant: servers.api_server(
+                   bench.url, plan.api_port(variant), workers, SETTINGS[variant][0],
+                   bench.work_dir, sink.endpoint if SETTINGS[variant][1] else None)
+               for variant in VARIANTS}
+        bare = servers.bare_server(plan.bare_port(), workers, bench.work_dir)
+        traced: list[tuple[dict, dict]] = []  # (measurement, the sink's counts at its start)
+        with bare, api["on"], api["off"], api["telemetry"]:
+            bench.command(f"bare app, {workers} worker(s)", bare.command())
+            for variant, server in api.items():
+                bench.command(f"API, {workers} worker(s), {variant_label(variant)}",
+                              server.command())
+            bench.command("trace sink", sink.argv)
+            for round_ in range(1, plan.rounds + 1):
+                order = ("telemetry", "on", "off") if round_ % 2 else ("off", "on", "telemetry")
+                for operation in OPERATIONS:
+                    measure_pgbench(bench, operation, workers, round_)
+                    for variant in order:
+                        counts = sink.stats() if variant == "telemetry" else {}
+                        m = measure_api(bench, api[variant], operation, workers, variant,
+                                        round_, sink if variant == "telemetry" else None)
+                        if variant == "telemetry":
+                            traced.append((m, counts))
+                for endpoint in ("def", "async"):
+                    measure_bare(bench, bare, endpoint, workers, round_)
+            run_locust(bench, api["on"], workers)
+            run_scrapes(bench, api["on"], workers)
+        # The servers are stopped: the API has exported the spans it still held (tracing's
+        # shutdown), and written its last lines.
+        final = sink.stop()
+    record_telemetry(bench, workers, api, traced, final)
+
+
+def variant_label(variant: str) -> str:
+    return {"on": "metrics on", "off": "metrics off",
+            "telemetry": "metrics on, logs+traces on"}[variant]
+
+
+def _spans_between(before: dict, after: dict) -> dict:
+    by_root = {}
+    for name, counts in after["by_root"].items():
+        earlier = before.get("by_root", {}).get(name, {"traces": 0, "spans": 0})
+        if counts["traces"] != earlier["traces"]:
+            by_root[name] = {k: counts[k] - earlier[k] for k in ("traces", "spans")}
+    return {"spans": after["spans"] - before.get("spans", 0),
+            "traces": after["traces"] - before.get("traces", 0), "by_root": by_root}
+
+
+def record_telemetry(bench: Bench, workers: int, api: dict[str, servers.Server],
+                     traced: list[tuple[dict, dict]], final: dict) -> None:
+    """What logs and traces produced: the spans the sink received while each measurement of
+    the API with logs and traces on ran (until the next one started: the API exports in
+    batches, up to 5 s late), and the lines each API variant wrote.
+
+    A request is one trace and one `request` line. Both can exceed wrk's count of requests
+    (warm-ups included) by up to the connections per wrk run: the requests in flight when wrk
+    stops are answered, traced and logged, but not counted by wrk."""
+    for (m, before), (_, after) in zip(traced, [*traced[1:], (None, final)], strict=True):
+        m["trace_sink"] = spans = _spans_between(before, after)
+        m["spans_per_trace"] = round(spans["spans"] / spans["traces"], 2) \
+            if spans["traces"] else None
+    served = sum(m["requests"] + m["warmup_requests"] for m, _ in traced)
+    logs = {variant: server.log_lines() for variant, server in api.items()}
+    m = bench.add({"kind": "telemetry", "workers": workers, "requests": served,
+                   "trace_sink": final,
+                   "spans_per_trace": round(final["spans"] / final["traces"], 2)
+                   if final["traces"] else None,
+                   "request_lines": logs["telemetry"]["by_event"].get("request", 0),
+                   "logs": logs})
+    bench.log(f"w{workers} logs+traces: {final['spans']} spans in {final['traces']} traces "
+              f"({m['spans_per_trace']} spans per trace), {m['request_lines']} request lines, "
+              f"for {served} requests counted by wrk; log lines: " + ", ".join(
+                  f"{variant_label(v)} {logs[v]['lines']} ({logs[v]['json_lines']} JSON)"
+                  for v in VARIANTS))
 
 
 def measure_pgbench(bench: Bench, operation: str, workers: int, round_: int) -> None:
@@ -222,12 +302,16 @@ def measure_pgbench(bench: Bench, operation: str, workers: int, round_: int) -> 
 
 
 def measure_api(bench: Bench, server: servers.Server, operation: str, workers: int,
-                metrics: bool, round_: int) -> None:
+                variant: str, round_: int, trace_sink: TraceSink | None = None) -> dict:
+    metrics, telemetry = SETTINGS[variant]
     m = bench.add({"kind": "api", "operation": operation, "workers": workers,
-                   "metrics": metrics, "round": round_, **bench.wrk(server, operation)})
-    bench.log(f"w{workers} r{round_} api {operation:10} {'on ' if metrics else 'off'}  "
+                   "metrics": metrics, "telemetry": telemetry, "round": round_,
+                   **bench.wrk(server, operation, trace_sink=trace_sink)})
+    shown = {"on": "metrics on", "off": "metrics off", "telemetry": "logs+traces on"}[variant]
+    bench.log(f"w{workers} r{round_} api {operation:10} {shown:14}  "
               f"{m['rps']:8.1f} req/s  p50 {m['p50_ms']:7.2f} ms  p99 {m['p99_ms']:7.2f} ms  "
               f"refused {m['refused_share']:.2%}  errors {m['error_share']:.2%}")
+    return m
 
 
 def measure_bare(bench: Bench, server: servers.Server, endpoint: str, workers: int,

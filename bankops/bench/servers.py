@@ -2,12 +2,20 @@
 README's command) and the bare FastAPI app (bare_app.py).
 
 Both are started the same way: uvicorn with its defaults (uvloop and httptools when
-installed, access log off), the same WEB_CONCURRENCY, listening on 127.0.0.1. Stopping one
-stops its whole process tree (uvicorn's workers included).
+installed, uvicorn's access log off), the same WEB_CONCURRENCY, listening on 127.0.0.1.
+Stopping one stops its whole process tree (uvicorn's workers included).
+
+A server's stdout and stderr go to its log file in the work folder (logs/<name>.log): with
+logs on, the API writes its JSON lines there, a write per line as to a container's stdout.
+The API runs with logs and traces off (no line per request or event, no OTEL_* variable) or
+on, as the compose stack ships them (TELEMETRY_ON).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +25,7 @@ import psutil
 from bankops.processes import LOOPBACK, Service
 
 VENV_BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
 HOST = LOOPBACK
 # Seconds to answer the readiness path with every worker up, and to stop before SIGKILL.
 TIMEOUT = 60
@@ -78,6 +87,26 @@ class Server:
         workers = [c.pid for c in root.children() if "spawn_main" in " ".join(c.cmdline())]
         return workers or [root.pid]
 
+    def log_lines(self) -> dict:
+        """What the server wrote to its log file: lines, JSON-object lines, and those by
+        their `event` field (`request` for the per-request line, `money_moved`, …)."""
+        lines = json_lines = 0
+        events: dict[str, int] = {}
+        path = self.service.log_path
+        with path.open(encoding="utf-8", errors="replace") if path.exists() else \
+                contextlib.nullcontext([]) as log:
+            for line in log:
+                lines += 1
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    json_lines += 1
+                    event = str(record.get("event", "(no event)"))
+                    events[event] = events.get(event, 0) + 1
+        return {"lines": lines, "json_lines": json_lines, "by_event": events}
+
     def stop(self) -> None:
         """SIGTERM (uvicorn stops its workers and drains), SIGKILL after TIMEOUT, then any
         process of its tree left behind."""
@@ -90,15 +119,47 @@ class Server:
         self.stop()
 
 
+def _shipped_sampler() -> dict[str, str]:
+    """OTEL_TRACES_SAMPLER and its argument as the compose stack ships them (env.example)."""
+    lines = (REPO / "env.example").read_text(encoding="utf-8").splitlines()
+    return {name: value for name, _, value in (line.partition("=") for line in lines)
+            if name in ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")}
+
+
+# Logs and traces on, as the compose stack ships them (env.example): JSON lines on stdout
+# (here: the server's log file), one per request and one per domain event, and requests
+# traced at the shipped sampling, exported over OTLP/HTTP.
+TELEMETRY_ON = {"LOG_FORMAT": "json", "ACCESS_LOG": "true", "LOG_LEVEL": "INFO",
+                "OTEL_SERVICE_NAME": "bank-api", **_shipped_sampler()}
+# Off: no line per request or per event (only warnings and errors), no tracing.
+TELEMETRY_OFF = {"LOG_FORMAT": "console", "ACCESS_LOG": "false", "LOG_LEVEL": "WARNING"}
+# Tracing is on when one of these is set; the caller's own OTEL_* variables are removed for
+# every variant, so only the settings above apply.
+OTEL_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def telemetry_env(otlp_endpoint: str | None) -> dict[str, str | None]:
+    """The logging and tracing settings: on (traces to `otlp_endpoint`) or off (None)."""
+    env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("OTEL_")}
+    env |= dict.fromkeys(OTEL_ENDPOINTS)
+    if otlp_endpoint is None:
+        return env | TELEMETRY_OFF
+    return env | TELEMETRY_ON | {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint}
+
+
 def api_server(database_url: str, port: int, workers: int, metrics: bool,
-               work_dir: Path) -> Server:
-    name = f"api-w{workers}-metrics-{'on' if metrics else 'off'}-{port}"
+               work_dir: Path, otlp_endpoint: str | None = None) -> Server:
+    """The API with metrics on or off, and logs and traces on (traces exported to
+    `otlp_endpoint`) or off (the default)."""
+    telemetry = "on" if otlp_endpoint else "off"
+    name = f"api-w{workers}-metrics-{'on' if metrics else 'off'}-telemetry-{telemetry}-{port}"
     env: dict[str, str | None] = {
         "DATABASE_URL": database_url,
         "HOST": HOST,
         "PORT": str(port),
         "WEB_CONCURRENCY": str(workers),
         "METRICS_ENABLED": "true" if metrics else "false",
+        **telemetry_env(otlp_endpoint),
     }
     if workers > 1:
         # Where the workers' metric files go; bank-api empties it before the workers start.

@@ -9,12 +9,16 @@ import statistics
 DB_SHARE = 0.5  # credits and transfers: at least half of pgbench's rate for the same SQL
 WEB_SHARE = 0.5  # account reads: at least half of the bare endpoint's rate, same workers
 METRICS_SHARE = 0.95  # metrics on: at least 95 % of metrics off
+TELEMETRY_SHARE = 0.85  # JSON logs + traces on (default sampling): at least 85 % of off
 SCRAPE_MS = 20.0  # one /metrics scrape, median, with 10,000 accounts
 
 ROUND_TRIPS = {"read": 3, "credit": 4, "credit_key": 7, "transfer": 4}
 LABELS = {"read": "account read", "credit": "credit", "credit_key": "credit + Idempotency-Key",
           "transfer": "transfer", "def": "bare `def`", "async": "bare `async def`",
           "mixed": "Locust mixed"}
+# The API's variants (bankops/bench/run.py): metrics on or off, logs and traces on or off.
+STATES = {"on": (True, False), "off": (False, False), "telemetry": (True, True)}
+STATE_LABELS = {"on": "on", "off": "off", "telemetry": "on, **logs+traces on**"}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -49,6 +53,11 @@ def summarize(results: dict) -> tuple[dict, list[dict]]:
     def pick(**match) -> list[dict]:
         return [m for m in ms if all(m.get(k) == v for k, v in match.items())]
 
+    def api_runs(operation: str, w: int, state: str) -> list[dict]:
+        metrics, telemetry = STATES[state]
+        return [m for m in pick(kind="api", operation=operation, workers=w, metrics=metrics)
+                if bool(m.get("telemetry")) == telemetry]
+
     operations = sorted({m["operation"] for m in pick(kind="pgbench")},
                         key=list(ROUND_TRIPS).index)
     summary = {
@@ -57,14 +66,33 @@ def summarize(results: dict) -> tuple[dict, list[dict]]:
                              for op in operations} for w in workers},
         "bare": {str(w): {ep: _aggregate(pick(kind="bare", operation=ep, workers=w))
                           for ep in ("def", "async")} for w in workers},
-        "api": {str(w): {state: {op: _aggregate(pick(kind="api", operation=op, workers=w,
-                                                     metrics=state == "on"))
-                                 for op in operations}
-                         for state in ("on", "off")} for w in workers},
+        "api": {str(w): {state: {op: _aggregate(api_runs(op, w, state)) for op in operations}
+                         for state in STATES} for w in workers},
+        "telemetry": {str(w): _telemetry(pick(kind="telemetry", workers=w),
+                                         {op: api_runs(op, w, "telemetry")
+                                          for op in operations}) for w in workers},
         "locust": {str(w): next(iter(pick(kind="locust", workers=w)), {}) for w in workers},
         "scrape": {str(w): next(iter(pick(kind="scrape", workers=w)), {}) for w in workers},
     }
     return summary, _ratios(summary, results, workers, operations)
+
+
+def _telemetry(blocks: list[dict], runs: dict[str, list[dict]]) -> dict:
+    """What the variant with logs and traces on produced in one worker count's block: spans
+    and log lines, in all and per operation (warm-ups included: they were traced too). A
+    request is one trace."""
+    if not blocks:
+        return {}
+    block = blocks[0]
+    per_operation = {}
+    for op, ms in runs.items():
+        served = sum(m["requests"] + m.get("warmup_requests", 0) for m in ms)
+        traces = sum(m.get("trace_sink", {}).get("traces", 0) for m in ms)
+        spans = sum(m.get("trace_sink", {}).get("spans", 0) for m in ms)
+        per_operation[op] = {"requests": served, "traces": traces, "spans": spans,
+                             "spans_per_trace": round(spans / traces, 2) if traces else None}
+    return {k: block[k] for k in ("requests", "spans_per_trace", "request_lines", "trace_sink",
+                                  "logs")} | {"by_operation": per_operation}
 
 
 def _ratio(name: str, numerator: float | None, denominator: float | None,
@@ -79,7 +107,7 @@ def _ratios(summary: dict, results: dict, workers: list[int], operations: list[s
     pg, bare, api = summary["pgbench"], summary["bare"], summary["api"]
     ratios = []
     for w in map(str, workers):
-        on, off = api[w]["on"], api[w]["off"]
+        on, off, telemetry = api[w]["on"], api[w]["off"], api[w]["telemetry"]
         for op in operations:
             target = DB_SHARE if op in ("credit", "transfer") else None
             ratios.append(_ratio(f"{LABELS[op]}: API ÷ pgbench, {w} worker(s)",
@@ -98,6 +126,16 @@ def _ratios(summary: dict, results: dict, workers: list[int], operations: list[s
                 f"{LABELS[op]}: metrics on ÷ off as API CPU per request (off ÷ on), "
                 f"{w} worker(s)", off[op].get("cpu_ms_per_request", {}).get("server"),
                 on[op].get("cpu_ms_per_request", {}).get("server"), None))
+        # Logs and traces: the API with both on against the same API with both off (metrics
+        # on in both), measured back to back; then the same in CPU time per request.
+        for op in operations:
+            ratios.append(_ratio(f"{LABELS[op]}: logs+traces on ÷ off, {w} worker(s)",
+                                 telemetry[op].get("rps"), on[op].get("rps"), TELEMETRY_SHARE))
+        for op in operations:
+            ratios.append(_ratio(
+                f"{LABELS[op]}: logs+traces on ÷ off as API CPU per request (off ÷ on), "
+                f"{w} worker(s)", on[op].get("cpu_ms_per_request", {}).get("server"),
+                telemetry[op].get("cpu_ms_per_request", {}).get("server"), None))
     for w, cost in summary["scrape"].items():
         if cost:
             median = cost["median_ms"]
@@ -165,10 +203,12 @@ def markdown(results: dict) -> str:
         f"users (Locust), {plan['threads']} load-generator threads, {plan['duration']:g} s "
         f"measured after {plan['warmup']:g} s of warm-up, {plan['accounts']:,} seeded accounts. "
         f"Each rate is the mean of {plan['rounds']} round(s). Per worker count, the bare app "
-        "and the API with metrics on and with metrics off run side by side, and every round "
-        "measures, operation by operation, pgbench, then the API with metrics on and off back "
-        "to back (the order flips every round), then the bare endpoints: the two sides of "
-        "every ratio are measured close together.",
+        "and three API servers run side by side: metrics on, metrics off (both with logs and "
+        "traces off), and metrics on with logs and traces on (JSON lines, every request "
+        "traced). Every round measures, operation by operation, pgbench, then the three API "
+        "servers back to back, metrics on in the middle (the other two swap sides every "
+        "round), then the bare endpoints: the two sides of every ratio are measured close "
+        "together.",
         "",
         "## Targets",
         "",
@@ -236,12 +276,15 @@ def markdown(results: dict) -> str:
         _table(["workers", "operation", "metrics", "req/s (rounds)", "req/s", "p50 ms",
                 "p99 ms", "refused share", "error share",
                 "CPU ms per request: API / PostgreSQL / wrk / other"],
-               [[w, LABELS[op], state, " · ".join(_fmt(x) for x in a["runs"]),
+               [[w, LABELS[op], STATE_LABELS[state], " · ".join(_fmt(x) for x in a["runs"]),
                  f"**{_fmt(a['rps'])}**", _fmt(a["p50_ms"], 2), _fmt(a["p99_ms"], 2),
                  f"{a['refused_share']:.2%}", f"{a['error_share']:.2%}",
                  _cpu(a["cpu_ms_per_request"])]
                 for w, states in s["api"].items() for state, ops in states.items()
                 for op, a in ops.items() if a]),
+        "",
+        "Logs and traces are off unless the row says on (then the trace sink's CPU is in "
+        "section 5, not in *other*).",
         "",
         "### Locust mixed workload (bankops/loadtest/, steady shape, no think time)",
         "",
@@ -273,6 +316,8 @@ def markdown(results: dict) -> str:
         "",
         _series_text(results.get("series_check", {})),
         "",
+        _telemetry_section(s, results["ratios"]),
+        "",
         "## Books after the run",
         "",
         _books_text(results.get("books", {})),
@@ -286,6 +331,67 @@ def markdown(results: dict) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def _telemetry_section(s: dict, ratios: list[dict]) -> str:
+    by_name = {r["name"]: r["value"] for r in ratios}
+    rows = []
+    for w, states in s["api"].items():
+        for op, on in states["telemetry"].items():
+            off = states["on"][op]
+            if not on or not off:
+                continue
+            cpu_off = off["cpu_ms_per_request"].get("server")
+            cpu_on = on["cpu_ms_per_request"].get("server")
+            added = round(cpu_on - cpu_off, 3) if cpu_on is not None and cpu_off else None
+            spans = s["telemetry"].get(w, {}).get("by_operation", {}).get(op, {})
+            ratio = by_name.get(f"{LABELS[op]}: logs+traces on ÷ off, {w} worker(s)")
+            rows.append([w, LABELS[op], _fmt(off["rps"]), _fmt(on["rps"]),
+                         f"**{_fmt(ratio, 3)}**",
+                         _fmt(off["p99_ms"], 2), _fmt(on["p99_ms"], 2),
+                         _fmt(cpu_off, 3), _fmt(cpu_on, 3),
+                         f"**{'+' if added and added > 0 else ''}{_fmt(added, 3)}**",
+                         _fmt(on["cpu_ms_per_request"].get("trace sink"), 3),
+                         _fmt(spans.get("spans_per_trace"), 1)])
+    totals = []
+    for w, t in s["telemetry"].items():
+        if not t:
+            continue
+        sink, logs = t["trace_sink"], t["logs"]
+        lines = "; ".join(f"{STATE_LABELS[v].replace('**', '')}: {_fmt(n['lines'])} lines "
+                          f"({_fmt(n['json_lines'])} JSON)" for v, n in logs.items())
+        events = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(
+            logs["telemetry"]["by_event"].items(), key=lambda kv: -kv[1]))
+        roots = ", ".join(f"`{name}` {_fmt(c['spans'] / c['traces'], 1)}"
+                          for name, c in sorted(sink["by_root"].items()) if c["traces"])
+        totals.append(
+            f"- {w} worker(s), the API with logs and traces on: wrk counted "
+            f"{_fmt(t['requests'])} requests (warm-ups included); the trace sink received "
+            f"{_fmt(sink['traces'])} traces of {_fmt(sink['spans'])} spans (spans per trace by "
+            f"root span: {roots}), and the log file has {_fmt(t['request_lines'])} `request` "
+            f"lines. Log lines by server: {lines}; the JSON ones by event: {events}.")
+    return "\n".join([
+        "## 5. Logs and traces: what they cost",
+        "",
+        "The API with metrics on, logs and traces off (*off*) against the same API with JSON "
+        "logs (`LOG_FORMAT=json`, `ACCESS_LOG=true`, `LOG_LEVEL=INFO`: a line per request and "
+        "per domain event, written to the server's log file) and traces (every request, the "
+        "default sampler, exported over OTLP/HTTP in batches) on (*on*), measured back to "
+        "back. *Added* is the API's CPU per request on minus off; the trace sink "
+        "(bankops.otlp_receiver decoding every span, in its own process, in place of a "
+        "collector) is not the API's cost and is shown apart.",
+        "",
+        _table(["workers", "operation", "req/s off", "req/s on", "on ÷ off", "p99 ms off",
+                "p99 ms on", "API CPU ms per request off", "on", "added",
+                "trace sink CPU ms per request", "spans per request"], rows),
+        "",
+        *totals,
+        "",
+        "One request is one trace and one `request` line; both exceed wrk's count by up to "
+        "its connections per run (the requests in flight when wrk stops are answered, but "
+        "not counted). *Spans per request*: the server span, the API's own spans and one per "
+        "SQL statement (psycopg2's BEGIN and ROLLBACK are not statements).",
+    ])
 
 
 def _series_text(series: dict) -> str:

@@ -7,7 +7,12 @@ views of the same traffic can be put side by side.
 
 Judging answers: a refusal the bank is allowed to give (409 `insufficient_funds`) is a success
 from the client's point of view; anything else unexpected (a 5xx, another 4xx, a body that is
-not what the API documents) is a failure with the reason attached.
+not what the API documents) is a failure with the reason attached. The reason is stable
+(`unexpected status 500 (fault_injected)`), so Locust's failure table keeps one row per name
+and reason however many requests fail.
+
+Every request carries a fresh `X-Request-ID` (uuid4, 32 hex digits), which the API echoes and
+logs; request_ids.py keeps the ids of the slowest and of the failed requests.
 """
 
 import functools
@@ -16,6 +21,8 @@ import random
 import uuid
 
 from locust import FastHttpUser, between, task
+
+REQUEST_ID_HEADER = "X-Request-ID"  # request_ids.py keeps the slowest and failed ones
 
 # Known accounts of this Locust process, by currency: the people a customer can pay.
 # Bounded so a long run does not grow it without limit.
@@ -100,8 +107,8 @@ class BankCustomer(FastHttpUser):
     @task(10)
     @needs_account
     def check_balance(self) -> None:
-        with self.client.get(f"/accounts/{self.account_id}", name="/accounts/{account_id}",
-                             catch_response=True) as response:
+        with self.request("GET", f"/accounts/{self.account_id}",
+                          "/accounts/{account_id}") as response:
             body = json_body(response, "balance") if response.status_code == 200 else None
             if response.status_code != 200:
                 response.failure(unexpected(response))
@@ -115,9 +122,8 @@ class BankCustomer(FastHttpUser):
     @task(6)
     @needs_account
     def read_history(self) -> None:
-        with self.client.get(f"/accounts/{self.account_id}/transactions",
-                             name="/accounts/{account_id}/transactions",
-                             catch_response=True) as response:
+        with self.request("GET", f"/accounts/{self.account_id}/transactions",
+                          "/accounts/{account_id}/transactions") as response:
             body = json_body(response, "items", "next_cursor")
             if response.status_code != 200:
                 response.failure(unexpected(response))
@@ -162,7 +168,7 @@ class BankCustomer(FastHttpUser):
             name = "/transactions/{transaction_id}"
         else:
             return
-        with self.client.get(path, name=name, catch_response=True) as response:
+        with self.request("GET", path, name) as response:
             if response.status_code != 200:
                 response.failure(unexpected(response))
             elif json_body(response, "id", "amount") is None:
@@ -172,12 +178,22 @@ class BankCustomer(FastHttpUser):
 
     # Building blocks.
 
+    def request(self, method: str, path: str, name: str, headers: dict | None = None, **kwargs):
+        """Send one request with a fresh X-Request-ID (a resend too: it is another request),
+        named by its route template; judged by the caller (catch_response).
+
+        The id also goes into the request event's context, where request_ids.py finds it.
+        """
+        request_id = uuid.uuid4().hex
+        return self.client.request(method, path, name=name, catch_response=True,
+                                   headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
+                                   context={"request_id": request_id}, **kwargs)
+
     def open_account(self) -> None:
         body = {"first_name": random.choice(FIRST_NAMES), "last_name": random.choice(LAST_NAMES),
                 "address": f"{random.randint(1, 300)} {random.choice(STREETS)}",
                 "currency": self.currency}
-        with self.client.post("/accounts", json=body, name="/accounts",
-                              catch_response=True) as response:
+        with self.request("POST", "/accounts", "/accounts", json=body) as response:
             account = json_body(response, "id", "balance")
             if response.status_code != 201:
                 response.failure(unexpected(response))
@@ -205,8 +221,7 @@ class BankCustomer(FastHttpUser):
         """
         headers = {"Idempotency-Key": str(uuid.uuid4())}
         for _attempt in range(MONEY_POST_ATTEMPTS):
-            with self.client.post(path, json=body, headers=headers, name=name,
-                                  catch_response=True) as response:
+            with self.request("POST", path, name, json=body, headers=headers) as response:
                 status = response.status_code
                 if status == 0:
                     response.failure(unexpected(response))

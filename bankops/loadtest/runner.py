@@ -12,7 +12,10 @@ What it does:
 2. prints a progress line every 5 s (elapsed, users, requests, rate, failures);
 3. writes into the run folder: locust_stats.csv, locust_stats_history.csv (per request name),
    locust_failures.csv, report.html, the Locust logs, run.json (options, times, versions,
-   totals, verdict) and invariants.json;
+   totals, verdict) and invariants.json; and, from the Locust file itself (request_ids.py,
+   beside --csv's files, written by the master once the workers' last reports are in),
+   locust_request_ids.json: the X-Request-ID of the slowest and of some failed requests per
+   request name, to look up in the API's logs;
 4. checks the money invariants: in SQL with --database-url (bank_api.audit, the API's own
    books check), otherwise through the API (api_books.py);
 5. exits 1, loudly, if the books do not balance, could not be checked, or too many requests
@@ -124,6 +127,22 @@ def read_totals(stats_csv: Path) -> dict:
             "median_ms": float(total["Median Response Time"]),
             "p95_ms": float(total["95%"]) if total.get("95%", "N/A") != "N/A" else None,
             "requests_by_name": per_name}
+
+
+def failed_examples(run_dir: Path, limit: int = 3) -> list[str]:
+    """A few failed requests from locust_request_ids.json, one line each, to look up in the
+    API's logs by their request id; [] when none failed or the file is missing."""
+    try:
+        kept = json.loads((run_dir / "locust_request_ids.json").read_text())["names"]
+    except (OSError, ValueError, KeyError):
+        return []
+    lines = []
+    for entry in kept:
+        for failure in entry["failures"]:
+            for sample in failure["requests"][-1:]:  # the newest of each reason
+                lines.append(f"request_id={sample['request_id']}  {entry['method']} "
+                             f"{entry['name']}  status {sample['status']}  {failure['reason']}")
+    return lines[:limit]
 
 
 def check_books(host: str, database_url: str | None, api_check_limit: int) -> dict:
@@ -270,6 +289,8 @@ def run_load(
         "totals": totals,
         "invariants": books["verdict"],
         "verdict": {"passed": not problems, "problems": problems},
+        "request_ids": "locust_request_ids.json" if (run_dir / "locust_request_ids.json").exists()
+        else None,
     }
     (run_dir / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
     return run_dir
@@ -325,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{totals['requests']} requests, {totals['requests_per_second']:.1f} req/s, "
               f"{totals['failures']} failures ({totals['failure_ratio']:.2%}), "
               f"median {totals['median_ms']:.0f} ms; invariants: {summary['invariants']}")
+    examples = failed_examples(run_dir)
+    if examples:
+        print("failed requests to look up in the API's logs (more in locust_request_ids.json):")
+        for line in examples:
+            print(f"  {line}")
     if summary["verdict"]["passed"]:
         print(f"PASSED: results in {run_dir}")
         return 0

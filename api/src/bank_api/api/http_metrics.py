@@ -1,18 +1,29 @@
-"""HTTP RED metrics with prometheus-fastapi-instrumentator, and the /metrics endpoint."""
+"""HTTP RED metrics with prometheus-fastapi-instrumentator, and the /metrics endpoint.
+
+The latency histograms carry the request's trace id as an exemplar when its trace is sampled,
+so a latency graph leads to the trace of a slow request. Exemplars exist only in the
+OpenMetrics format (/metrics answers in it when the scraper asks, as Prometheus does) and only
+in a single process: prometheus_client's multiprocess mode (WEB_CONCURRENCY > 1) drops them.
+"""
 
 import re
 import sys
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request, Response
+from opentelemetry import trace
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
+    Counter,
     Gauge,
+    Histogram,
+    Summary,
     disable_created_metrics,
-    generate_latest,
     multiprocess,
 )
+from prometheus_client.exposition import choose_encoder
+from prometheus_fastapi_instrumentator.metrics import Info
 from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
 from starlette.types import Receive, Scope, Send
 
@@ -82,6 +93,51 @@ class HttpMetricsMiddleware(PrometheusInstrumentatorMiddleware):
         return name or request.url.path, bool(name)
 
 
+def _trace_exemplar() -> dict[str, str] | None:
+    """The current request's trace id, if its trace is sampled (else Tempo has no trace)."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid and context.trace_flags.sampled:
+        return {"trace_id": trace.format_trace_id(context.trace_id)}
+    return None
+
+
+def red_metrics(registry: CollectorRegistry) -> Callable[[Info], None]:
+    """The instrumentator's default metrics (metrics.default: same names, labels and buckets,
+    docs/metrics.md), with trace exemplars on both latency histograms, which the library's
+    own function cannot add. It runs after the answer is sent, still inside the request's
+    span."""
+    total = Counter("http_requests_total", "Total number of requests by method, status and "
+                    "handler.", ["method", "status", "handler"], registry=registry)
+    request_size = Summary("http_request_size_bytes", "Content length of incoming requests "
+                           "by handler.", ["handler"], registry=registry)
+    response_size = Summary("http_response_size_bytes", "Content length of outgoing "
+                            "responses by handler.", ["handler"], registry=registry)
+    latency_all = Histogram("http_request_duration_highr_seconds", "Latency with many "
+                            "buckets but no API specific labels.", buckets=HEATMAP_BUCKETS,
+                            registry=registry)
+    latency = Histogram("http_request_duration_seconds", "Latency with only few buckets by "
+                        "handler.", ["method", "handler"], buckets=LATENCY_BUCKETS,
+                        registry=registry)
+
+    def observe(info: Info) -> None:
+        handler, exemplar = info.modified_handler, _trace_exemplar()
+        total.labels(info.method, info.modified_status, handler).inc()
+        request_size.labels(handler).observe(_content_length(info.request.headers))
+        response_size.labels(handler).observe(
+            _content_length(getattr(info.response, "headers", {})))
+        latency_all.observe(info.modified_duration, exemplar)
+        latency.labels(info.method, handler).observe(info.modified_duration, exemplar)
+
+    return observe
+
+
+def _content_length(headers) -> int:
+    try:
+        return int(headers.get("Content-Length", 0))
+    except ValueError:  # a client's malformed header is not a reason to lose the request
+        return 0
+
+
 def instrument(app: FastAPI) -> None:
     # No `_created` series: nothing reads them (dashboards, alerts and reports use rates,
     # which do not need them), and in a single process they are one more line per counter,
@@ -103,8 +159,7 @@ def instrument(app: FastAPI) -> None:
         should_group_untemplated=True,  # unknown paths are one `none` handler, not one each
         excluded_handlers=[f"^{re.escape(path)}" for path in NOT_MEASURED],
         registry=http_registry,
-        latency_lowr_buckets=LATENCY_BUCKETS,
-        latency_highr_buckets=HEATMAP_BUCKETS,
+        instrumentations=[red_metrics(http_registry)],
     )
 
     @app.get(METRICS, include_in_schema=False)
@@ -117,4 +172,6 @@ def instrument(app: FastAPI) -> None:
             source = registry
         else:
             source = _Registries(REGISTRY, http_registry)
-        return Response(generate_latest(source), media_type=CONTENT_TYPE_LATEST)
+        # OpenMetrics when the scraper accepts it (Prometheus does): only it carries exemplars.
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encode(source), headers={"Content-Type": content_type})

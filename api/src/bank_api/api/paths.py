@@ -18,3 +18,5 @@ NOT_SHED = (HEALTH, METRICS)
 NOT_FAULTED = (ADMIN, HEALTH, METRICS, *DOCS)
 # Not in the HTTP metrics: Prometheus's own scrapes are not traffic.
 NOT_MEASURED = (METRICS,)
+# No spans: health checks and scrapes every few seconds would bury the requests that matter.
+NOT_TRACED = (HEALTH, METRICS)

@@ -1,10 +1,9 @@
 """Every error leaves the API as application/problem+json (RFC 9457) with a stable `code`.
 
-Unexpected exceptions become a bare 500 without details (the traceback goes to the log);
-database outages become 503 with Retry-After.
+Unexpected exceptions become a bare 500 without details (api/request_context.py logs the
+traceback); database outages become 503 with Retry-After. Every problem names the request's
+`request_id`, the id the logs and traces know it by.
 """
-
-import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,11 +14,11 @@ from starlette.exceptions import HTTPException
 
 from bank_api.api.route_table import allowed_methods
 from bank_api.errors import BankError
-from bank_api.observability import db_metrics
+from bank_api.observability import db_metrics, domain_events
+from bank_api.observability.correlation import current_request_id
 from bank_api.services.pagination import InvalidCursor
 
 PROBLEM_JSON = "application/problem+json"
-log = logging.getLogger("bank_api")
 
 HTTP_CODES = {
     400: "bad_request",
@@ -50,6 +49,8 @@ def problem(
     }
     if request is not None:
         body["instance"] = request.url.path
+    if (request_id := current_request_id()) is not None:
+        body["request_id"] = request_id
     if errors is not None:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
@@ -107,17 +108,15 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, PoolTimeout):
         db_metrics.count_pool_timeout()
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
-                exc.__class__.__name__)
+    domain_events.database_unavailable(exc.__class__.__name__)
     return problem(503, "database_unavailable", "Database unavailable",
                    "the database did not answer in time; retry shortly", request,
                    headers={"Retry-After": "2"})
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+def internal_error() -> JSONResponse:
     return problem(500, "internal_error", "Internal server error",
-                   "an unexpected error occurred; it has been logged", request)
+                   "an unexpected error occurred; it has been logged")
 
 
 def install(app: FastAPI) -> None:
@@ -129,4 +128,4 @@ def install(app: FastAPI) -> None:
     # Connection lost or refused, statement timeout: the database, not the request, failed.
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
-    app.add_exception_handler(Exception, _unexpected)
+    # Any other exception: api/request_context.py.

@@ -3,6 +3,7 @@
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,9 +44,12 @@ class Settings(BaseSettings):
 
     # Off only to measure what metrics cost (bankops/bench/): no /metrics, no instrumentation.
     metrics_enabled: bool = True
-    # uvicorn's per-request log line. Off: /metrics counts every request by route and status,
-    # and the line cost 5-15 % of a request's CPU in the benchmark (bankops/bench/PROFILE.md).
-    access_log: bool = False
+    # Log lines: one JSON object per line (what a log collector wants), or readable lines for
+    # a terminal. LOG_LEVEL is a standard level name (DEBUG, INFO, WARNING, ERROR).
+    log_format: Literal["json", "console"] = "console"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # One log line per request (method, route, status, duration, client, request id).
+    access_log: bool = True
 
     # Guards /admin (the fault switch). Unset: the admin endpoints answer 404. Given as the
     # value, or as a file holding it (ADMIN_TOKEN_FILE: the compose stack's generated secret).
@@ -90,6 +94,16 @@ class Settings(BaseSettings):
             values = values | {"database_url": make_url(url).set(password=password)
                                .render_as_string(hide_password=False)}
         return values
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("admin_token")
     @classmethod

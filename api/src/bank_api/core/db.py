@@ -18,6 +18,9 @@ def make_engine(settings: Settings, url: str) -> Engine:
         # instead of queueing without limit.
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
+        # Errors and logs name a statement's parameters as [parameters hidden]: they hold
+        # what clients sent (names, addresses, descriptions), which no log line may carry.
+        hide_parameters=True,
         connect_args={
             "connect_timeout": settings.db_connect_timeout,
             "application_name": "bank-api",

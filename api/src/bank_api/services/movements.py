@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Generic, TypeVar
 
+from opentelemetry import trace
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from bank_api.errors import MOVEMENT_REFUSALS, BankError
 from bank_api.models import LedgerEntry, Refusal, Transfer
-from bank_api.observability import domain_metrics
+from bank_api.observability import domain_events, domain_metrics
+from bank_api.observability.tracing import tracer
 from bank_api.services import idempotency, ledger
 from bank_api.services.idempotency import Made
 
@@ -87,11 +89,14 @@ def _exactly_once(
     key = movement.idempotency_key
     try:
         if key is not None:
-            made = idempotency.claim(session, key, movement.request_hash, key_ttl)
+            with tracer.start_as_current_span("idempotency claim"):
+                made = idempotency.claim(session, key, movement.request_hash, key_ttl)
             if made is not None:
                 result = replay(made)
                 session.commit()  # nothing written: this ends the transaction and its key lock
                 domain_metrics.count_operation(movement.operation, "replayed")
+                domain_events.replayed(movement.operation, movement.account_id)
+                trace.get_current_span().add_event("idempotent replay")
                 return Outcome(result, replayed=True)
         result, currency, made = write()
         if key is not None:
@@ -101,12 +106,18 @@ def _exactly_once(
         session.rollback()
         _log_refusal(session, movement, refusal.code)
         domain_metrics.count_operation(movement.operation, refusal.code)
+        domain_events.refused(movement.operation, movement.account_id, movement.amount,
+                              refusal.code)
+        # A refusal is the bank working as it should: an event on the request's span, not an
+        # error.
+        trace.get_current_span().add_event("refused", {"bank.refusal.code": refusal.code})
         raise
     except BankError as error:  # not_found, idempotency_conflict
         session.rollback()
         domain_metrics.count_operation(movement.operation, error.code)
         raise
     domain_metrics.count_movement(movement.operation, currency, movement.amount)
+    domain_events.money_moved(movement.operation, movement.account_id, movement.amount, currency)
     return Outcome(result, replayed=False)
 
 
