@@ -184,6 +184,7 @@ def test_a_refusal_is_an_event_on_an_unerrored_span_and_everything_agrees(
     assert root.status == "STATUS_CODE_UNSET"
     assert ("refused", {"bank.refusal.code": "insufficient_funds"}) in root.events
     assert refused["span_id"] in {span.span_id for span in descendants(root)}
+    assert {span.status for span in descendants(root)} == {"STATUS_CODE_UNSET"}
 
     # The exemplar: the bucket this request's latency fell in points at its trace (other
     # buckets at the route's earlier requests, each a trace the receiver has).
@@ -196,6 +197,19 @@ def test_a_refusal_is_an_event_on_an_unerrored_span_and_everything_agrees(
                        and f'handler="{TRANSACTIONS}"' in labels and 'method="POST"' in labels}
     assert trace_id in route_exemplars
     assert route_exemplars <= set(receiver.traces())
+
+
+def test_an_unknown_account_is_no_error_on_any_span(
+        api: httpx.Client, server: LiveServer, receiver: OtlpReceiver) -> None:
+    response = api.post("/accounts/999999/transactions",
+                        json={"direction": "credit", "amount": 1})
+    assert_problem(response, 404, "not_found")
+    spans = wait_for_trace(receiver, trace_of(server, response.headers["X-Request-ID"]),
+                           f"POST {TRANSACTIONS}")
+    root = server_span(spans)
+    assert [child.name for child in root.children] == ["lock accounts"]
+    assert {span.status for span in spans} == {"STATUS_CODE_UNSET"}
+    assert not [event for span in spans for event in span.events]
 
 
 def test_a_5xx_and_an_exception_mark_their_spans_as_errors(

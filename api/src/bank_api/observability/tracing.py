@@ -12,12 +12,16 @@ span per SQL statement from the psycopg2 instrumentation, with the statement on 
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import StatusCode
 
 from bank_api import __version__
+from bank_api.errors import BankError
 
 DEFAULT_SERVICE_NAME = "bank-api"
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -26,6 +30,23 @@ log = logging.getLogger(__name__)
 # The API's own spans. Until a provider is set this is a no-op tracer, a few microseconds a span.
 tracer = trace.get_tracer("bank_api", __version__)
 _provider: TracerProvider | None = None
+
+
+@contextmanager
+def step(name: str) -> Iterator[trace.Span]:
+    """A span for one step of a request (usable as a decorator too). The bank saying no (a
+    BankError: a refusal, an unknown account) is not the step failing: the span is marked as
+    an error only for any other exception."""
+    with tracer.start_as_current_span(name, record_exception=False,
+                                      set_status_on_exception=False) as span:
+        try:
+            yield span
+        except BankError:
+            raise
+        except Exception as error:
+            span.record_exception(error)
+            span.set_status(StatusCode.ERROR)
+            raise
 
 
 def enabled() -> bool:

@@ -28,7 +28,7 @@ from bank_api.errors import (
 )
 from bank_api.models import Account, LedgerEntry, Transfer
 from bank_api.money import MAX_BALANCE
-from bank_api.observability.tracing import tracer
+from bank_api.observability import tracing
 from bank_api.services.pagination import page_of
 
 LOCK_ACCOUNTS = text("""
@@ -81,7 +81,7 @@ WRITE_TRANSFER = text(f"""
 """)
 
 
-@tracer.start_as_current_span("lock accounts")
+@tracing.step("lock accounts")
 def lock_accounts(session: Session, *account_ids: int) -> dict[int, Row]:
     """Lock the given accounts, lowest id first; NotFound names the first missing one."""
     rows = session.execute(LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))}).all()
@@ -123,7 +123,7 @@ def post_transaction(
     if currency is not None and currency != account.currency:
         raise CurrencyMismatch(f"account {account_id} holds {account.currency}, not {currency}")
     balance_after = _new_balance(account, direction, amount)
-    with tracer.start_as_current_span("write ledger"):
+    with tracing.step("write ledger"):
         entry = session.execute(WRITE_ENTRY, {
             "account_id": account_id, "direction": direction, "amount": amount,
             "balance_after": balance_after, "description": description,
@@ -152,7 +152,7 @@ def transfer(
     # Both sides are checked before anything is written.
     source_after = _new_balance(source, "debit", amount)
     destination_after = _new_balance(destination, "credit", amount)
-    with tracer.start_as_current_span("write ledger"):
+    with tracing.step("write ledger"):
         entries = session.execute(WRITE_TRANSFER, {
             "source_id": source_id, "destination_id": destination_id, "amount": amount,
             "currency": source.currency, "description": description,

@@ -19,8 +19,7 @@ from sqlalchemy.orm import Session
 
 from bank_api.errors import MOVEMENT_REFUSALS, BankError
 from bank_api.models import LedgerEntry, Refusal, Transfer
-from bank_api.observability import domain_events, domain_metrics
-from bank_api.observability.tracing import tracer
+from bank_api.observability import domain_events, domain_metrics, tracing
 from bank_api.services import idempotency, ledger
 from bank_api.services.idempotency import Made
 
@@ -89,7 +88,7 @@ def _exactly_once(
     key = movement.idempotency_key
     try:
         if key is not None:
-            with tracer.start_as_current_span("idempotency claim"):
+            with tracing.step("idempotency claim"):
                 made = idempotency.claim(session, key, movement.request_hash, key_ttl)
             if made is not None:
                 result = replay(made)
