@@ -244,6 +244,7 @@ def test_a_5xx_and_an_exception_mark_their_spans_as_errors(
     body = assert_problem(response, 500, "internal_error")
     request_id = response.headers["X-Request-ID"]
     assert body["request_id"] == request_id
+    assert body["instance"] == "/accounts/1/explode"
     lines = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines()
              if line.startswith("{")]
     [error] = [line for line in lines if line.get("event") == "unhandled_error"]

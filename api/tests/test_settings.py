@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from bank_api.core.config import Settings
+from bankops.stack.stack_secrets import parse_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "postgresql+psycopg2://bank@postgres:5432/bank"
@@ -62,6 +63,5 @@ def test_the_compose_env_file_does_not_disturb_make_run(isolated):
     settings = Settings()
     assert settings.admin_token is None and settings.database_url is None
     # env.example's other values still apply.
-    example = dict(line.split("=", 1) for line in (REPO / "env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
+    example = parse_env_file(REPO / "env.example")
     assert settings.web_concurrency == int(example["WEB_CONCURRENCY"])

@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 
 from bankops.processes import LOOPBACK, Service
+from bankops.stack.stack_secrets import parse_env_file
 
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -121,9 +122,8 @@ class Server:
 
 def _shipped_sampler() -> dict[str, str]:
     """OTEL_TRACES_SAMPLER and its argument as the compose stack ships them (env.example)."""
-    lines = (REPO / "env.example").read_text(encoding="utf-8").splitlines()
-    return {name: value for name, _, value in (line.partition("=") for line in lines)
-            if name in ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")}
+    shipped = parse_env_file(REPO / "env.example")
+    return {name: shipped[name] for name in ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")}
 
 
 # Logs and traces on, as the compose stack ships them (env.example): JSON lines on stdout

@@ -103,6 +103,21 @@ def _ratio(name: str, numerator: float | None, denominator: float | None,
             "numerator": numerator, "denominator": denominator}
 
 
+def _on_off(what: str, with_it: dict, without: dict, w: str, operations: list[str],
+            target: float) -> list:
+    """Throughput with `what` on ÷ off, per operation; then the same comparison in the API's
+    CPU time per request (off ÷ on), which waiting for a busy machine's cores does not blur."""
+    def cpu(measured: dict) -> float | None:
+        return measured.get("cpu_ms_per_request", {}).get("server")
+
+    return [_ratio(f"{LABELS[op]}: {what} on ÷ off, {w} worker(s)",
+                   with_it[op].get("rps"), without[op].get("rps"), target)
+            for op in operations] + [
+            _ratio(f"{LABELS[op]}: {what} on ÷ off as API CPU per request (off ÷ on), "
+                   f"{w} worker(s)", cpu(without[op]), cpu(with_it[op]), None)
+            for op in operations]
+
+
 def _ratios(summary: dict, results: dict, workers: list[int], operations: list[str]) -> list:
     pg, bare, api = summary["pgbench"], summary["bare"], summary["api"]
     ratios = []
@@ -116,26 +131,10 @@ def _ratios(summary: dict, results: dict, workers: list[int], operations: list[s
                              on["read"].get("rps"), bare[w]["def"].get("rps"), WEB_SHARE))
         ratios.append(_ratio(f"account read: API ÷ bare `async def`, {w} worker(s)",
                              on["read"].get("rps"), bare[w]["async"].get("rps"), None))
-        for op in operations:
-            ratios.append(_ratio(f"{LABELS[op]}: metrics on ÷ off, {w} worker(s)",
-                                 on[op].get("rps"), off[op].get("rps"), METRICS_SHARE))
-        # The same comparison in the API's CPU time per request (off ÷ on), which waiting for
-        # a busy machine's cores does not blur.
-        for op in operations:
-            ratios.append(_ratio(
-                f"{LABELS[op]}: metrics on ÷ off as API CPU per request (off ÷ on), "
-                f"{w} worker(s)", off[op].get("cpu_ms_per_request", {}).get("server"),
-                on[op].get("cpu_ms_per_request", {}).get("server"), None))
-        # Logs and traces: the API with both on against the same API with both off (metrics
-        # on in both), measured back to back; then the same in CPU time per request.
-        for op in operations:
-            ratios.append(_ratio(f"{LABELS[op]}: logs+traces on ÷ off, {w} worker(s)",
-                                 telemetry[op].get("rps"), on[op].get("rps"), TELEMETRY_SHARE))
-        for op in operations:
-            ratios.append(_ratio(
-                f"{LABELS[op]}: logs+traces on ÷ off as API CPU per request (off ÷ on), "
-                f"{w} worker(s)", on[op].get("cpu_ms_per_request", {}).get("server"),
-                telemetry[op].get("cpu_ms_per_request", {}).get("server"), None))
+        # Metrics on against off (logs and traces off in both); then logs and traces on
+        # against off (metrics on in both), measured back to back.
+        ratios += _on_off("metrics", on, off, w, operations, METRICS_SHARE)
+        ratios += _on_off("logs+traces", telemetry, on, w, operations, TELEMETRY_SHARE)
     for w, cost in summary["scrape"].items():
         if cost:
             median = cost["median_ms"]

@@ -114,9 +114,9 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
                    headers={"Retry-After": "2"})
 
 
-def internal_error() -> JSONResponse:
+def internal_error(request: Request) -> JSONResponse:
     return problem(500, "internal_error", "Internal server error",
-                   "an unexpected error occurred; it has been logged")
+                   "an unexpected error occurred; it has been logged", request)
 
 
 def install(app: FastAPI) -> None:

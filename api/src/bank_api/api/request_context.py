@@ -20,6 +20,7 @@ import time
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bank_api.api.paths import NOT_TRACED
@@ -79,7 +80,7 @@ class RequestContextMiddleware:
             span.record_exception(error)
             if response_started:
                 raise  # too late for a 500 problem; the server closes the connection
-            await internal_error()(scope, receive, send_with_id)
+            await internal_error(Request(scope))(scope, receive, send_with_id)
         finally:
             if self.log_requests and not routine:
                 _log_request(scope, info, status, time.perf_counter() - started)
