@@ -23,6 +23,7 @@ import pytest
 from bankops.bench import servers
 
 OPERATIONS = {"read", "credit", "credit_key", "transfer"}
+CEILING_OPERATIONS = {"read", "credit", "transfer"}
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +54,12 @@ def test_the_quick_benchmark_runs_clean(tmp_path):
         assert set(m["statuses"]) <= {"200", "201"}, m
 
     assert {m["operation"] for m in measured if m["kind"] == "bare"} == {"def", "async"}
+    # The stack ceiling ran every operation it serves, every answer a success.
+    ceiling = [m for m in measured if m["kind"] == "ceiling"]
+    assert {m["operation"] for m in ceiling} == CEILING_OPERATIONS
+    for m in ceiling:
+        assert m["requests"] > 0 and m["error_share"] == 0, m
+        assert set(m["statuses"]) <= {"200", "201"}, m
     (locust,) = [m for m in measured if m["kind"] == "locust"]
     assert locust["requests"] > 0 and locust["invariants"] == "pass"
     (scrape,) = [m for m in measured if m["kind"] == "scrape"]
@@ -90,4 +97,11 @@ def test_the_quick_benchmark_runs_clean(tmp_path):
                         if "logs+traces on ÷ off," in r["name"]}
     assert len(telemetry_ratios) == len(OPERATIONS), result["ratios"]
     assert all(r["target"] == 0.85 and r["value"] > 0 for r in telemetry_ratios.values())
-    assert "## 5. Logs and traces: what they cost" in output.with_suffix(".md").read_text()
+    # API ÷ stack ceiling for each variant; the target is on metrics on, logs+traces off.
+    ceiling_ratios = [r for r in result["ratios"] if "÷ stack ceiling" in r["name"]]
+    assert len(ceiling_ratios) == 3 * len(CEILING_OPERATIONS), result["ratios"]
+    assert {r["target"] for r in ceiling_ratios if "(metrics on)" in r["name"]} == {0.75, 0.7}
+    assert all(r["value"] > 0 for r in ceiling_ratios), ceiling_ratios
+    text = output.with_suffix(".md").read_text()
+    assert "## 3. Stack ceiling: the API's SQL, no layers" in text
+    assert "## 6. Logs and traces: what they cost" in text

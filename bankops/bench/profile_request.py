@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                         choices=("read", "credit", "credit_key", "transfer", "bare", "scrape"),
                         help="an API operation; bare: the bare app's `def` endpoint; scrape: "
                         "GET /metrics, one connection, as Prometheus does")
+    parser.add_argument("--server", choices=("api", "ceiling"), default="api",
+                        help="ceiling: the stack ceiling (ceiling_app.py) instead of the API, "
+                        "for read, credit and transfer")
     parser.add_argument("--metrics", choices=("on", "off"), default="on")
     parser.add_argument("--telemetry", choices=("on", "off"), default="off",
                         help="JSON logs and traces (to a trace sink on --port + 1), as the "
@@ -179,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="bank-profile-"))
     wrk = loadgen.ensure_wrk()
     pg_dir = work_dir / "postgres"
-    name = f"{args.operation}-metrics-{args.metrics}-telemetry-{args.telemetry}-w{args.workers}"
+    name = (f"{args.server}-{args.operation}-metrics-{args.metrics}"
+            f"-telemetry-{args.telemetry}-w{args.workers}")
     raw_path = args.out / f"{name}.txt"
     sink = TraceSink(args.port + 1, work_dir) if args.telemetry == "on" else None
     try:
@@ -192,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.operation == "bare":
             server = servers.bare_server(args.port, args.workers, work_dir)
             path = "/def"
+        elif args.server == "ceiling":
+            server = servers.ceiling_server(url, args.port, args.workers, work_dir)
         else:
             server = servers.api_server(url, args.port, args.workers, args.metrics == "on",
                                         work_dir, sink.endpoint if sink else None)

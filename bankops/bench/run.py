@@ -6,14 +6,17 @@
 
 It starts its own PostgreSQL (embedded, in a temporary folder) unless --database-url names an
 empty, migrated database, and seeds 10,000 funded accounts. Then, for 1 and then 2 uvicorn
-workers, with the bare app and three API servers running side by side: metrics on and metrics
-off, both with logs and traces off (ACCESS_LOG=false, LOG_LEVEL=WARNING, no OTEL_* variable),
-and metrics on with logs and traces on as the compose stack ships them (JSON lines, a line per
-request and per domain event, to the server's log file; every request traced, the default
-sampler, exported over OTLP/HTTP to the trace sink, trace_sink.py, a process of its own):
+workers, with the bare app, the stack ceiling and three API servers running side by side:
+metrics on and metrics off, both with logs and traces off (ACCESS_LOG=false, LOG_LEVEL=WARNING,
+no OTEL_* variable), and metrics on with logs and traces on as the compose stack ships them
+(JSON lines, a line per request and per domain event, to the server's log file; requests
+traced at the shipped sampling, exported over OTLP/HTTP to the trace sink, trace_sink.py, a
+process of its own):
 
 1. rounds of, for each operation (account read, credit, credit with Idempotency-Key,
    transfer): the database ceiling, pgbench running the API's own SQL (pgbench/*.sql);
+   the stack ceiling (ceiling_app.py: the same FastAPI, uvicorn, SQLAlchemy and psycopg2
+   with none of the API's layers, running its SQL; not for the keyed credit);
    then the API under wrk (wrk/*.lua), the three servers back to back with metrics on in
    the middle and the other two swapping sides every round (logs+traces on, metrics on,
    metrics off; then metrics off, metrics on, logs+traces on); then the web ceiling, the
@@ -63,6 +66,8 @@ REPO = BENCH.parents[1]
 
 # What each API operation is called in the wrk and pgbench scripts, in the order they run.
 OPERATIONS = ("read", "credit", "credit_key", "transfer")
+# The operations the stack ceiling (ceiling_app.py) serves; idempotency is the API's alone.
+CEILING_OPERATIONS = ("read", "credit", "transfer")
 # The API's variants, side by side in each worker count's block: (metrics, logs and traces).
 # "on" and "off" are metrics on and off with logs and traces off, as before logs and traces
 # existed; "telemetry" is "on" with JSON logs (a line per request and per event) and traces
@@ -88,6 +93,9 @@ class Plan:
 
     def bare_port(self) -> int:
         return self.port_base + 20
+
+    def ceiling_port(self) -> int:
+        return self.port_base + 21
 
     def series_port(self) -> int:
         return self.port_base + 30
@@ -208,13 +216,13 @@ class Bench:
 def run_block(bench: Bench, workers: int) -> None:
     """Everything measured at one worker count, interleaved.
 
-    The bare app and the three API variants (metrics on, metrics off, and metrics on with
-    logs and traces on) run side by side (an idle server costs nothing), so each round
-    measures, operation by operation, pgbench, then the API variants back to back, then the
-    bare endpoints. "Metrics on" runs between the other two, whose sides flip every round
-    (logs+traces on, metrics on, metrics off; then metrics off, metrics on, logs+traces on):
-    each ratio's two sides are measured minutes apart at most, one after the other, and drift
-    on a shared machine hits both alike.
+    The bare app, the stack ceiling and the three API variants (metrics on, metrics off, and
+    metrics on with logs and traces on) run side by side (an idle server costs nothing), so
+    each round measures, operation by operation, pgbench, the stack ceiling, then the API
+    variants back to back, then the bare endpoints. "Metrics on" runs between the other two,
+    whose sides flip every round (logs+traces on, metrics on, metrics off; then metrics off,
+    metrics on, logs+traces on): each ratio's two sides are measured minutes apart at most,
+    one after the other, and drift on a shared machine hits both alike.
     """
     plan = bench.plan
     sink = TraceSink(plan.trace_sink_port(), bench.work_dir)
@@ -224,9 +232,11 @@ def run_block(bench: Bench, workers: int) -> None:
                    bench.work_dir, sink.endpoint if SETTINGS[variant][1] else None)
                for variant in VARIANTS}
         bare = servers.bare_server(plan.bare_port(), workers, bench.work_dir)
+        ceiling = servers.ceiling_server(bench.url, plan.ceiling_port(), workers, bench.work_dir)
         traced: list[tuple[dict, dict]] = []  # (measurement, the sink's counts at its start)
-        with bare, api["on"], api["off"], api["telemetry"]:
+        with bare, ceiling, api["on"], api["off"], api["telemetry"]:
             bench.command(f"bare app, {workers} worker(s)", bare.command())
+            bench.command(f"stack ceiling, {workers} worker(s)", ceiling.command())
             for variant, server in api.items():
                 bench.command(f"API, {workers} worker(s), {variant_label(variant)}",
                               server.command())
@@ -235,6 +245,8 @@ def run_block(bench: Bench, workers: int) -> None:
                 order = ("telemetry", "on", "off") if round_ % 2 else ("off", "on", "telemetry")
                 for operation in OPERATIONS:
                     measure_pgbench(bench, operation, workers, round_)
+                    if operation in CEILING_OPERATIONS:
+                        measure_ceiling(bench, ceiling, operation, workers, round_)
                     for variant in order:
                         counts = sink.stats() if variant == "telemetry" else {}
                         m = measure_api(bench, api[variant], operation, workers, variant,
@@ -312,6 +324,15 @@ def measure_api(bench: Bench, server: servers.Server, operation: str, workers: i
               f"{m['rps']:8.1f} req/s  p50 {m['p50_ms']:7.2f} ms  p99 {m['p99_ms']:7.2f} ms  "
               f"refused {m['refused_share']:.2%}  errors {m['error_share']:.2%}")
     return m
+
+
+def measure_ceiling(bench: Bench, server: servers.Server, operation: str, workers: int,
+                    round_: int) -> None:
+    m = bench.add({"kind": "ceiling", "operation": operation, "workers": workers,
+                   "round": round_, **bench.wrk(server, operation)})
+    bench.log(f"w{workers} r{round_} ceiling {operation:10}  {m['rps']:8.1f} req/s  "
+              f"p50 {m['p50_ms']:7.2f} ms  p99 {m['p99_ms']:7.2f} ms  "
+              f"errors {m['error_share']:.2%}")
 
 
 def measure_bare(bench: Bench, server: servers.Server, endpoint: str, workers: int,

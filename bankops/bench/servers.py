@@ -175,3 +175,11 @@ def bare_server(port: int, workers: int, work_dir: Path) -> Server:
     env: dict[str, str | None] = {"HOST": HOST, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
     return Server(f"bare-w{workers}-{port}", [sys.executable, "-m", "bankops.bench.bare_app"],
                   env, port, "/def", work_dir)
+
+
+def ceiling_server(database_url: str, port: int, workers: int, work_dir: Path) -> Server:
+    env: dict[str, str | None] = {"DATABASE_URL": database_url, "HOST": HOST, "PORT": str(port),
+                                  "WEB_CONCURRENCY": str(workers)}
+    return Server(f"ceiling-w{workers}-{port}",
+                  [sys.executable, "-m", "bankops.bench.ceiling_app"], env, port,
+                  "/accounts/1", work_dir)

@@ -9,6 +9,9 @@ import statistics
 DB_SHARE = 0.5  # credits and transfers: at least half of pgbench's rate for the same SQL
 WEB_SHARE = 0.5  # account reads: at least half of the bare endpoint's rate, same workers
 METRICS_SHARE = 0.95  # metrics on: at least 95 % of metrics off
+# Metrics on, logs and traces off: at least this share of the stack ceiling's rate (ceiling_app.py:
+# the same framework, server, ORM and driver running the same SQL, with none of the API's layers).
+CEILING_SHARE = {"read": 0.75, "credit": 0.7, "transfer": 0.7}
 TELEMETRY_SHARE = 0.85  # JSON logs + traces on (default sampling): at least 85 % of off
 SCRAPE_MS = 20.0  # one /metrics scrape, median, with 10,000 accounts
 
@@ -66,6 +69,8 @@ def summarize(results: dict) -> tuple[dict, list[dict]]:
                              for op in operations} for w in workers},
         "bare": {str(w): {ep: _aggregate(pick(kind="bare", operation=ep, workers=w))
                           for ep in ("def", "async")} for w in workers},
+        "ceiling": {str(w): {op: _aggregate(pick(kind="ceiling", operation=op, workers=w))
+                             for op in operations if op in CEILING_SHARE} for w in workers},
         "api": {str(w): {state: {op: _aggregate(api_runs(op, w, state)) for op in operations}
                          for state in STATES} for w in workers},
         "telemetry": {str(w): _telemetry(pick(kind="telemetry", workers=w),
@@ -123,6 +128,15 @@ def _ratios(summary: dict, results: dict, workers: list[int], operations: list[s
     ratios = []
     for w in map(str, workers):
         on, off, telemetry = api[w]["on"], api[w]["off"], api[w]["telemetry"]
+        # The stack ceiling: the target with metrics on (logs and traces off), and the other
+        # two variants beside it.
+        for op, ceiling in summary["ceiling"][w].items():
+            for state, target in (("on", CEILING_SHARE[op]), ("off", None),
+                                  ("telemetry", None)):
+                ratios.append(_ratio(
+                    f"{LABELS[op]}: API (metrics {STATE_LABELS[state].replace('**', '')}) "
+                    f"÷ stack ceiling, {w} worker(s)",
+                    api[w][state][op].get("rps"), ceiling.get("rps"), target))
         for op in operations:
             target = DB_SHARE if op in ("credit", "transfer") else None
             ratios.append(_ratio(f"{LABELS[op]}: API ÷ pgbench, {w} worker(s)",
@@ -201,13 +215,13 @@ def markdown(results: dict) -> str:
         f"Every load: {plan['connections']} concurrent connections (wrk) / clients (pgbench) / "
         f"users (Locust), {plan['threads']} load-generator threads, {plan['duration']:g} s "
         f"measured after {plan['warmup']:g} s of warm-up, {plan['accounts']:,} seeded accounts. "
-        f"Each rate is the mean of {plan['rounds']} round(s). Per worker count, the bare app "
-        "and three API servers run side by side: metrics on, metrics off (both with logs and "
-        "traces off), and metrics on with logs and traces on (JSON lines, every request "
-        "traced). Every round measures, operation by operation, pgbench, then the three API "
-        "servers back to back, metrics on in the middle (the other two swap sides every "
-        "round), then the bare endpoints: the two sides of every ratio are measured close "
-        "together.",
+        f"Each rate is the mean of {plan['rounds']} round(s). Per worker count, the bare app, "
+        "the stack ceiling and three API servers run side by side: metrics on, metrics off "
+        "(both with logs and traces off), and metrics on with logs and traces on (JSON lines, "
+        "traces at the shipped sampling). Every round measures, operation by operation, "
+        "pgbench, the stack ceiling, then the three API servers back to back, metrics on in "
+        "the middle (the other two swap sides every round), then the bare endpoints: the two "
+        "sides of every ratio are measured close together.",
         "",
         "## Targets",
         "",
@@ -270,7 +284,22 @@ def markdown(results: dict) -> str:
                  _fmt(a["p99_ms"], 2), _cpu(a["cpu_ms_per_request"])]
                 for w, eps in s["bare"].items() for ep, a in eps.items() if a]),
         "",
-        "## 3. The API under wrk",
+        "## 3. Stack ceiling: the API's SQL, no layers",
+        "",
+        "ceiling_app.py: the same FastAPI, uvicorn, SQLAlchemy and psycopg2, served the same "
+        "way, one plain `def` route per operation running the API's own statements, the "
+        "API's bodies rendered by pydantic-core. No middleware, metrics, logs, traces or "
+        "idempotency, request bodies checked by a plain model. The API's share of its rate is "
+        "what the API's own layers cost (the targets above).",
+        "",
+        _table(["workers", "operation", "req/s (rounds)", "req/s", "p50 ms", "p99 ms",
+                "CPU ms per request: server / PostgreSQL / wrk / other"],
+               [[w, LABELS[op], " · ".join(_fmt(x) for x in a["runs"]),
+                 f"**{_fmt(a['rps'])}**", _fmt(a["p50_ms"], 2), _fmt(a["p99_ms"], 2),
+                 _cpu(a["cpu_ms_per_request"])]
+                for w, ops in s["ceiling"].items() for op, a in ops.items() if a]),
+        "",
+        "## 4. The API under wrk",
         "",
         _table(["workers", "operation", "metrics", "req/s (rounds)", "req/s", "p50 ms",
                 "p99 ms", "refused share", "error share",
@@ -283,7 +312,7 @@ def markdown(results: dict) -> str:
                 for op, a in ops.items() if a]),
         "",
         "Logs and traces are off unless the row says on (then the trace sink's CPU is in "
-        "section 5, not in *other*).",
+        "section 6, not in *other*).",
         "",
         "### Locust mixed workload (bankops/loadtest/, steady shape, no think time)",
         "",
@@ -299,7 +328,7 @@ def markdown(results: dict) -> str:
         "and the books check included) on the same two cores, so its rate is a floor for the "
         "mixed workload, not the API's ceiling.",
         "",
-        "## 4. Metrics: scrape cost and series count",
+        "## 5. Metrics: scrape cost and series count",
         "",
         _table(["workers", "accounts", "scrapes", "median ms", "p95 ms", "max ms",
                 "server CPU ms per scrape", "bytes", "series"],
@@ -370,12 +399,12 @@ def _telemetry_section(s: dict, ratios: list[dict]) -> str:
             f"root span: {roots}), and the log file has {_fmt(t['request_lines'])} `request` "
             f"lines. Log lines by server: {lines}; the JSON ones by event: {events}.")
     return "\n".join([
-        "## 5. Logs and traces: what they cost",
+        "## 6. Logs and traces: what they cost",
         "",
         "The API with metrics on, logs and traces off (*off*) against the same API with JSON "
         "logs (`LOG_FORMAT=json`, `ACCESS_LOG=true`, `LOG_LEVEL=INFO`: a line per request and "
-        "per domain event, written to the server's log file) and traces (every request, the "
-        "default sampler, exported over OTLP/HTTP in batches) on (*on*), measured back to "
+        "per domain event, written to the server's log file) and traces (sampled as env.example "
+        "ships them, exported over OTLP/HTTP in batches) on (*on*), measured back to "
         "back. *Added* is the API's CPU per request on minus off; the trace sink "
         "(bankops.otlp_receiver decoding every span, in its own process, in place of a "
         "collector) is not the API's cost and is shown apart.",
