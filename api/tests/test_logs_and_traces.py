@@ -199,6 +199,35 @@ def test_a_refusal_is_an_event_on_an_unerrored_span_and_everything_agrees(
     assert route_exemplars <= set(receiver.traces())
 
 
+def test_a_callers_trace_context_is_continued_and_its_sampling_followed(
+        api: httpx.Client, server: LiveServer, receiver: OtlpReceiver) -> None:
+    """W3C traceparent: a sampled caller's trace goes on in the API (same trace id, the
+    caller's span as parent); an unsampled caller's is not traced here either."""
+    account = open_account(api)
+    path = f"/accounts/{account['id']}"
+    caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    request_id = uuid.uuid4().hex
+    answer = api.get(path, headers={"traceparent": f"00-{caller_trace}-{caller_span}-01",
+                                    "X-Request-ID": request_id})
+    assert answer.status_code == 200
+    [root] = [span for span in wait_for_trace(receiver, caller_trace,
+                                              "GET /accounts/{account_id}")
+              if span.kind == "SPAN_KIND_SERVER"]
+    assert root.parent_span_id == caller_span
+    assert root.attributes["http.request.id"] == request_id
+    assert root.attributes["http.route"] == "/accounts/{account_id}"
+    assert root.attributes["url.path"] == path
+    assert root.attributes["http.response.status_code"] == 200
+    assert trace_of(server, request_id) == caller_trace
+
+    unsampled_trace, unsampled_id = uuid.uuid4().hex, uuid.uuid4().hex
+    api.get(path, headers={"traceparent": f"00-{unsampled_trace}-{caller_span}-00",
+                           "X-Request-ID": unsampled_id})
+    assert all("trace_id" not in line for line in lines_of(server, unsampled_id))
+    time.sleep(0.3)  # the exporter's schedule is 50 ms
+    assert unsampled_trace not in receiver.traces()
+
+
 def test_an_unknown_account_is_no_error_on_any_span(
         api: httpx.Client, server: LiveServer, receiver: OtlpReceiver) -> None:
     response = api.post("/accounts/999999/transactions",

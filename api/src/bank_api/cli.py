@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         timeout_graceful_shutdown=20,
         server_header=False,  # do not advertise the server software
         # The same logging in every worker process; uvicorn's access line is replaced by the
-        # API's own (api/request_context.py), which knows the route and the request id.
+        # API's own (api/request_layer.py), which knows the route and the request id.
         log_config=log_config,
         access_log=False,
         # The supervisor replaces a worker that does not answer its ping in time; under a

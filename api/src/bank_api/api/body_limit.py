@@ -1,29 +1,32 @@
 """Refuse request bodies above settings.max_body_bytes with 413, before they are read whole.
 
-A pure ASGI middleware: it checks Content-Length up front, and counts a body sent without one
-as it streams. Past the limit the app gets an empty end of body, and whatever it answers to
-that is replaced by the 413, so a client can never make the server buffer an unbounded body.
+Applied by the request layer (api/request_layer.py). A declared Content-Length is checked up
+front; the server then reads exactly that many bytes, so nothing more needs counting. A body
+sent without one (chunked) is counted as it streams: past the limit the app gets an empty end
+of body, and whatever it answers to that is replaced by the 413, so a client can never make
+the server buffer an unbounded body.
 """
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
 from bank_api.api.problems import problem
 
 
-class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+class BodyLimit:
+    def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(scope, receive, send)
-            return
+    def declared_too_large(self, content_length: bytes) -> bool:
+        return not content_length.isdigit() or int(content_length) > self.max_bytes
 
+    def too_large(self) -> Response:
+        return problem(413, "payload_too_large", "Request body too large",
+                       f"request bodies are limited to {self.max_bytes} bytes")
+
+    def guard(self, scope: Scope, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        """receive and send for a body of unknown length: counted, and refused past the
+        limit."""
         received = 0
         too_large = False
 
@@ -43,13 +46,6 @@ class BodyLimitMiddleware:
             if not too_large:
                 await send(message)
             elif message["type"] == "http.response.start":
-                await self._refuse(scope, receive, send)
+                await self.too_large()(scope, receive, send)
 
-        await self.app(scope, limited_receive, guarded_send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(
-            413, "payload_too_large", "Request body too large",
-            f"request bodies are limited to {self.max_bytes} bytes",
-        )
-        await response(scope, receive, send)
+        return limited_receive, guarded_send

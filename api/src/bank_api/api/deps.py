@@ -1,19 +1,26 @@
-"""Dependencies shared by the routers.
+"""Dependencies shared by the routers, and the Database that runs their work off the loop.
 
-Handlers are `async def` and hand their database work to `Database.run`, which runs it in the
-threadpool in one go: one thread hop per request. (A plain `def` handler with a session
-dependency costs four hops: entering and leaving the dependency, the handler, and validating
-the response, each about 0.15 ms of CPU; bankops/bench/PROFILE.md measured them.) The
-dependencies below are `async def` for the same reason: they do no I/O, so they need no thread.
+Handlers are `async def` and hand their database work to `Database.on_connection` (Core
+statements on a pooled connection: the money movements and the single-row reads) or
+`Database.in_session` (an ORM session: opening, updating and closing accounts, the lists, the
+fault switch). Either runs the work in one go in a worker thread: one thread hop per request.
+A connection costs a fraction of a session's CPU per request. (A plain `def` handler with a
+session dependency costs four hops: entering and leaving the dependency, the handler, and
+validating the response, each about 0.15 ms of CPU; bankops/bench/PROFILE.md measured them.)
+The dependencies below are `async def` for the same reason: they do no I/O, so they need no thread.
 """
 
+import asyncio
+import contextvars
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Depends, Header, Path, Query, Request
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from bank_api.core.config import Settings
 from bank_api.schemas import MAX_ID
@@ -23,21 +30,49 @@ T = TypeVar("T")
 
 
 class Database:
-    """Runs units of work, each in its own session, off the event loop."""
+    """Runs units of work off the event loop, each on its own pooled connection.
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    The threads are the executor's own, one per request admitted at once (load shedding's
+    max_in_flight): asyncio's run_in_executor is a fraction of the CPU of anyio's
+    to_thread, which Starlette's run_in_threadpool uses (PROFILE.md). The request's context
+    (its id, its span) goes along, so log lines and spans written in the thread carry them.
+    """
+
+    def __init__(self, engine: Engine, session_factory: sessionmaker[Session],
+                 threads: int) -> None:
+        self.engine = engine
         self.session_factory = session_factory
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="database")
 
-    async def run(
+    async def in_session(
         self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """`work(session, *args, **kwargs)` in a worker thread. Closing the session at the end
         rolls back anything not committed, e.g. after a refusal, and returns the connection."""
-        return await run_in_threadpool(self._run, work, *args, **kwargs)
+        return await self._in_thread(self._in_session, work, *args, **kwargs)
 
-    def _run(self, work, *args, **kwargs):
+    async def on_connection(
+        self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`work(connection, *args, **kwargs)` in a worker thread. What the work did not
+        commit is rolled back when the connection returns to the pool (its reset)."""
+        return await self._in_thread(self._on_connection, work, *args, **kwargs)
+
+    def close(self) -> None:
+        """Wait for the work in flight (uvicorn has drained the requests by then)."""
+        self.executor.shutdown(wait=True)
+
+    async def _in_thread(self, function: Callable[..., T], *args, **kwargs) -> T:
+        call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    def _in_session(self, work, *args, **kwargs):
         with self.session_factory() as session:
             return work(session, *args, **kwargs)
+
+    def _on_connection(self, work, *args, **kwargs):
+        with self.engine.connect() as connection:
+            return work(connection, *args, **kwargs)
 
 
 async def get_database(request: Request) -> Database:

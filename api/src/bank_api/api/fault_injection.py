@@ -1,18 +1,20 @@
-"""Applies the fault switch (services/faults.py) to requests: the added latency holds the
-request like real slowness would, and the injected 500s are problem+json `fault_injected`."""
+"""Applies the fault switch (services/faults.py) to requests, from the request layer
+(api/request_layer.py): the added latency holds the request like real slowness would (and
+its load-shedding slot), and the injected 500s are problem+json `fault_injected`."""
 
 import asyncio
 import random
 import time
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Scope
 
 from bank_api.api.paths import NOT_FAULTED
 from bank_api.api.problems import problem
-from bank_api.api.route_name import route_name
 from bank_api.services.faults import OFF, Faults, load
 
 REFRESH_SECONDS = 1.0
@@ -33,7 +35,10 @@ class FaultSwitch:
         if time.monotonic() >= self._next_refresh and not self._refreshing:
             self._refreshing = True
             try:
-                self.current = await run_in_threadpool(load, engine)
+                # The switch's own housekeeping, not the request's work: no SQL span in the
+                # trace of whichever request happens to refresh it.
+                with suppress_instrumentation():
+                    self.current = await run_in_threadpool(load, engine)
             except Exception:  # database down: keep the last known setting
                 pass
             finally:
@@ -41,29 +46,18 @@ class FaultSwitch:
                 self._next_refresh = time.monotonic() + REFRESH_SECONDS
         return self.current
 
-
-class FaultMiddleware:
-    def __init__(self, app: ASGIApp, switch: FaultSwitch) -> None:
-        self.app = app
-        self.switch = switch
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(NOT_FAULTED):
-            await self.app(scope, receive, send)
-            return
-        faults = await self.switch.get(scope["app"].state.engine)
-        if not faults.active:  # the usual case: nothing to inject, so no route look-up at all
-            await self.app(scope, receive, send)
-            return
-        # Matched once per request: the HTTP metrics middleware, further out, usually has.
-        route = route_name(scope)
-        if route is not None and faults.applies_to(route):
-            if faults.latency_ms:
-                await asyncio.sleep(faults.latency_ms / 1000)
-            if random.random() < faults.error_rate:
-                response = problem(500, "fault_injected", "Injected fault",
-                                   "the fault switch is on for this route (PUT /admin/faults)",
-                                   Request(scope))
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    async def inject(self, scope: Scope, route: str | None) -> Response | None:
+        """Apply the switch to a request: its added latency, then the 500 to answer when this
+        request draws one (None: go on)."""
+        if scope["path"].startswith(NOT_FAULTED):
+            return None
+        faults = await self.get(scope["app"].state.engine)
+        if not faults.active or route is None or not faults.applies_to(route):
+            return None
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if random.random() < faults.error_rate:
+            return problem(500, "fault_injected", "Injected fault",
+                           "the fault switch is on for this route (PUT /admin/faults)",
+                           Request(scope))
+        return None

@@ -1,4 +1,9 @@
-"""HTTP RED metrics with prometheus-fastapi-instrumentator, and the /metrics endpoint.
+"""HTTP RED metrics, as prometheus-fastapi-instrumentator defines them, and the /metrics
+endpoint.
+
+The request layer (api/request_layer.py) observes them: one layer for every cross-cutting
+concern instead of the instrumentator's own middleware, which builds a Request, a Response and
+an Info per request. The library still names the route (api/route_name.py).
 
 The latency histograms carry the request's trace id as an exemplar when its trace is sampled,
 so a latency graph leads to the trace of a slow request. Exemplars exist only in the
@@ -6,9 +11,7 @@ OpenMetrics format (/metrics answers in it when the scraper asks, as Prometheus 
 in a single process: prometheus_client's multiprocess mode (WEB_CONCURRENCY > 1) drops them.
 """
 
-import re
 import sys
-from collections.abc import Callable
 
 from fastapi import FastAPI, Request, Response
 from opentelemetry import trace
@@ -23,13 +26,9 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.exposition import choose_encoder
-from prometheus_fastapi_instrumentator.metrics import Info
-from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
-from starlette.types import Receive, Scope, Send
 
 from bank_api import __version__
-from bank_api.api.paths import METRICS, NOT_MEASURED
-from bank_api.api.route_name import route_name
+from bank_api.api.paths import METRICS
 from bank_api.observability import multiprocess as mp
 from bank_api.observability.process_metrics import WorkerProcessesCollector
 
@@ -57,40 +56,59 @@ class _Registries:
             yield from registry.collect()
 
 
-class HttpMetricsMiddleware(PrometheusInstrumentatorMiddleware):
-    """The instrumentator's middleware (requests, latency, sizes), plus
-    http_requests_inprogress{method, handler}: the instrumentator has that gauge too, but
-    registers it in the global registry whatever registry it is given. One layer for both,
-    and the route template matched once per request (bank_api.api.route_name) and shared
-    with the fault switch further in."""
+class HttpMetrics:
+    """The instrumentator's default metrics (prometheus_fastapi_instrumentator.metrics.default:
+    same names, labels and buckets, docs/metrics.md), plus http_requests_inprogress{method,
+    handler}, observed by the request layer (api/request_layer.py) once per request.
 
-    def __init__(self, app, *, in_progress: Gauge, **options) -> None:
-        super().__init__(app, **options)
-        self.in_progress = in_progress
+    `handler` is the route template, or `none` for a path no route matches (the library's
+    should_group_untemplated); /metrics itself is not measured. Both latency histograms carry
+    the request's trace id as an exemplar when its trace is sampled. Each label set's children
+    are looked up once and kept: label sets are bounded (routes × methods × statuses)."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The library lets non-HTTP scopes through untouched, and /metrics is excluded from
-        # every HTTP metric (`excluded_handlers`): no need to match its route at each scrape.
-        if scope["type"] != "http" or scope["path"].startswith(NOT_MEASURED):
-            await self.app(scope, receive, send)
-            return
-        in_progress = self.in_progress.labels(scope["method"], route_name(scope) or "none")
-        in_progress.inc()
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            in_progress.dec()
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.in_progress = Gauge("http_requests_inprogress", "HTTP requests being served",
+                                 ["method", "handler"], multiprocess_mode="livesum",
+                                 registry=registry)
+        self.total = Counter("http_requests_total", "Total number of requests by method, "
+                             "status and handler.", ["method", "status", "handler"],
+                             registry=registry)
+        self.request_size = Summary("http_request_size_bytes", "Content length of incoming "
+                                    "requests by handler.", ["handler"], registry=registry)
+        self.response_size = Summary("http_response_size_bytes", "Content length of outgoing "
+                                     "responses by handler.", ["handler"], registry=registry)
+        self.latency_all = Histogram("http_request_duration_highr_seconds", "Latency with many "
+                                     "buckets but no API specific labels.",
+                                     buckets=HEATMAP_BUCKETS, registry=registry)
+        self.latency = Histogram("http_request_duration_seconds", "Latency with only few "
+                                 "buckets by handler.", ["method", "handler"],
+                                 buckets=LATENCY_BUCKETS, registry=registry)
+        self._by_route: dict[tuple[str, str], tuple] = {}
+        self._totals: dict[tuple[str, str, str], Counter] = {}
 
-    def _get_handler(self, request: Request) -> tuple[str, bool]:
-        # The library's own look-up, minus a second match of the route: same contract (the
-        # template, else the raw path; whether it was a template), so `excluded_handlers` and
-        # `should_group_untemplated` see exactly what they did. A private method of
-        # prometheus-fastapi-instrumentator 8.1: api/tests/test_metrics.py fails if it is no
-        # longer called (one route match per request).
-        if self.should_include_root_path:
-            return super()._get_handler(request)
-        name = route_name(request.scope)
-        return name or request.url.path, bool(name)
+    def started(self, method: str, handler: str) -> None:
+        self._route(method, handler)[0].inc()
+
+    def finished(self, method: str, handler: str, status: int, seconds: float,
+                 request_bytes: int, response_bytes: int) -> None:
+        in_progress, request_size, response_size, latency = self._route(method, handler)
+        in_progress.dec()
+        key = (method, str(status), handler)
+        total = self._totals.get(key) or self._totals.setdefault(key, self.total.labels(*key))
+        total.inc()
+        request_size.observe(request_bytes)
+        response_size.observe(response_bytes)
+        exemplar = _trace_exemplar()
+        self.latency_all.observe(seconds, exemplar)
+        latency.observe(seconds, exemplar)
+
+    def _route(self, method: str, handler: str) -> tuple:
+        children = self._by_route.get((method, handler))
+        if children is None:
+            children = self._by_route[(method, handler)] = (
+                self.in_progress.labels(method, handler), self.request_size.labels(handler),
+                self.response_size.labels(handler), self.latency.labels(method, handler))
+        return children
 
 
 def _trace_exemplar() -> dict[str, str] | None:
@@ -101,44 +119,8 @@ def _trace_exemplar() -> dict[str, str] | None:
     return None
 
 
-def red_metrics(registry: CollectorRegistry) -> Callable[[Info], None]:
-    """The instrumentator's default metrics (metrics.default: same names, labels and buckets,
-    docs/metrics.md), with trace exemplars on both latency histograms, which the library's
-    own function cannot add. It runs after the answer is sent, still inside the request's
-    span."""
-    total = Counter("http_requests_total", "Total number of requests by method, status and "
-                    "handler.", ["method", "status", "handler"], registry=registry)
-    request_size = Summary("http_request_size_bytes", "Content length of incoming requests "
-                           "by handler.", ["handler"], registry=registry)
-    response_size = Summary("http_response_size_bytes", "Content length of outgoing "
-                            "responses by handler.", ["handler"], registry=registry)
-    latency_all = Histogram("http_request_duration_highr_seconds", "Latency with many "
-                            "buckets but no API specific labels.", buckets=HEATMAP_BUCKETS,
-                            registry=registry)
-    latency = Histogram("http_request_duration_seconds", "Latency with only few buckets by "
-                        "handler.", ["method", "handler"], buckets=LATENCY_BUCKETS,
-                        registry=registry)
-
-    def observe(info: Info) -> None:
-        handler, exemplar = info.modified_handler, _trace_exemplar()
-        total.labels(info.method, info.modified_status, handler).inc()
-        request_size.labels(handler).observe(_content_length(info.request.headers))
-        response_size.labels(handler).observe(
-            _content_length(getattr(info.response, "headers", {})))
-        latency_all.observe(info.modified_duration, exemplar)
-        latency.labels(info.method, handler).observe(info.modified_duration, exemplar)
-
-    return observe
-
-
-def _content_length(headers) -> int:
-    try:
-        return int(headers.get("Content-Length", 0))
-    except ValueError:  # a client's malformed header is not a reason to lose the request
-        return 0
-
-
-def instrument(app: FastAPI) -> None:
+def instrument(app: FastAPI) -> HttpMetrics:
+    """The app's HTTP metrics, for the request layer to observe, and its /metrics endpoint."""
     # No `_created` series: nothing reads them (dashboards, alerts and reports use rates,
     # which do not need them), and in a single process they are one more line per counter,
     # summary and histogram label set at every scrape (multiprocess mode never has them).
@@ -147,20 +129,7 @@ def instrument(app: FastAPI) -> None:
     # Each app gets its own registry for HTTP metrics, so several apps in one process (tests)
     # do not collide; in multiprocess mode all values go to the shared files anyway.
     http_registry = REGISTRY if mp.enabled() else CollectorRegistry()
-    in_progress = Gauge("http_requests_inprogress", "HTTP requests being served",
-                        ["method", "handler"], multiprocess_mode="livesum",
-                        registry=http_registry)
-    # The instrumentator's middleware with what Instrumentator(...).instrument() would pass;
-    # its other options keep the library's defaults.
-    app.add_middleware(
-        HttpMetricsMiddleware,
-        in_progress=in_progress,
-        should_group_status_codes=False,
-        should_group_untemplated=True,  # unknown paths are one `none` handler, not one each
-        excluded_handlers=[f"^{re.escape(path)}" for path in NOT_MEASURED],
-        registry=http_registry,
-        instrumentations=[red_metrics(http_registry)],
-    )
+    recorder = HttpMetrics(http_registry)
 
     @app.get(METRICS, include_in_schema=False)
     def metrics(request: Request) -> Response:
@@ -175,3 +144,5 @@ def instrument(app: FastAPI) -> None:
         # OpenMetrics when the scraper accepts it (Prometheus does): only it carries exemplars.
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encode(source), headers={"Content-Type": content_type})
+
+    return recorder

@@ -10,6 +10,7 @@ import hashlib
 from fastapi import Request, Response
 from pydantic import BaseModel
 
+from bank_api.api.rendering import json_response
 from bank_api.schemas import TransactionCreate, TransferCreate
 from bank_api.services.movements import Movement
 
@@ -49,5 +50,4 @@ def created(resource: BaseModel, location: str, *, replayed: bool) -> Response:
     headers = {"Location": location}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return Response(resource.model_dump_json(), status_code=201, headers=headers,
-                    media_type="application/json")
+    return json_response(resource, status_code=201, headers=headers)

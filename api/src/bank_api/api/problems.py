@@ -1,6 +1,6 @@
 """Every error leaves the API as application/problem+json (RFC 9457) with a stable `code`.
 
-Unexpected exceptions become a bare 500 without details (api/request_context.py logs the
+Unexpected exceptions become a bare 500 without details (api/request_layer.py logs the
 traceback); database outages become 503 with Retry-After. Every problem names the request's
 `request_id`, the id the logs and traces know it by.
 """
@@ -128,4 +128,4 @@ def install(app: FastAPI) -> None:
     # Connection lost or refused, statement timeout: the database, not the request, failed.
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
-    # Any other exception: api/request_context.py.
+    # Any other exception: api/request_layer.py.

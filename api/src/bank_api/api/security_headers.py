@@ -1,8 +1,9 @@
 """Security headers on every answer. The API serves JSON only, so the strictest content
-policy applies; the interactive docs page is the exception (it loads Swagger UI's scripts)."""
+policy applies; the interactive docs page is the exception (it loads Swagger UI's scripts).
 
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+Applied by the request layer (api/request_layer.py) to each answer's start message; a header
+the answer already has is left as it is.
+"""
 
 from bank_api.api.paths import DOC_PAGES
 
@@ -15,23 +16,14 @@ HEADERS = {
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
+# As ASGI sends them: lower-case names, bytes.
+_RAW = [(name.lower().encode(), value.encode()) for name, value in HEADERS.items()]
+_RAW_CSP = (b"content-security-policy", API_CSP.encode())
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in HEADERS.items():
-                    headers.setdefault(name, value)
-                if not scope["path"].startswith(DOC_PAGES):
-                    headers.setdefault("Content-Security-Policy", API_CSP)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def add(raw_headers: list[tuple[bytes, bytes]], path: str) -> None:
+    """Append the headers `raw_headers` (an answer's, as ASGI holds them) lacks."""
+    present = {name.lower() for name, _ in raw_headers}
+    raw_headers.extend(pair for pair in _RAW if pair[0] not in present)
+    if _RAW_CSP[0] not in present and not path.startswith(DOC_PAGES):
+        raw_headers.append(_RAW_CSP)

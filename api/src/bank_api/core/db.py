@@ -5,7 +5,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from bank_api.core.config import Settings
-from bank_api.observability.db_metrics import TimedQueuePool
+from bank_api.observability.db_metrics import TimedCursor, TimedQueuePool
 
 
 def make_engine(settings: Settings, url: str) -> Engine:
@@ -26,7 +26,7 @@ def make_engine(settings: Settings, url: str) -> Engine:
             "application_name": "bank-api",
             # Server-side bound on every statement, lock waits included.
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
-        },
+        } | ({"cursor_factory": TimedCursor} if settings.metrics_enabled else {}),
     )
 
 

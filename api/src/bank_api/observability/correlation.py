@@ -1,6 +1,6 @@
 """The request being served, as the logs see it: its id and its route template.
 
-The HTTP layer (api/request_context.py) sets it once per request; every log line written while
+The request layer (api/request_layer.py) sets it once per request; every log line written while
 the request runs carries it (observability/logs.py), including lines written in the
 threadpool, since a worker thread runs with a copy of the request's context.
 """

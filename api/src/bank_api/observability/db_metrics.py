@@ -1,7 +1,13 @@
-"""Database metrics from SQLAlchemy's engine and pool events.
+"""Database metrics: the pool's gauges and checkout wait, each statement's duration, errors.
 
-The pool gauges are set from the pool's own counts at every checkout, checkin, connect and
-close; in multiprocess mode they are `livesum`, so the scrape shows the sum over live workers.
+- The pool gauges are read from the pool's own counts when /metrics is scraped, in a single
+  process; with several workers (multiprocess mode: each worker writes its own values to its
+  files) they are set at every checkout, checkin, connect and close, and they are `livesum`,
+  so the scrape shows the sum over live workers.
+- Statement durations are timed by the psycopg2 cursor itself (TimedCursor): SQLAlchemy's
+  cursor-execute events do the same at several times the cost (about 20 µs a statement,
+  bankops/bench/PROFILE.md).
+- Errors come from SQLAlchemy's handle_error event, which costs nothing until one happens.
 """
 
 import logging
@@ -10,8 +16,11 @@ from time import perf_counter
 
 from prometheus_client import Counter, Gauge, Histogram
 from psycopg2 import errors as pg_errors
+from psycopg2.extensions import cursor as Psycopg2Cursor
 from sqlalchemy import Engine, event, exc
 from sqlalchemy.pool import QueuePool
+
+from bank_api.observability import multiprocess
 
 POOL_SIZE = Gauge("bank_db_pool_size", "Configured connection pool size",
                   multiprocess_mode="livesum")
@@ -44,6 +53,20 @@ def query_timer(statement: str):
     words = statement.split(None, 1)
     verb = words[0].lower() if words else "other"
     return QUERY_SECONDS.labels(verb if verb in STATEMENTS else "other")
+
+
+class TimedCursor(Psycopg2Cursor):
+    """A psycopg2 cursor that times every statement it runs (core/db.py makes it the engine's
+    connections' cursor when metrics are on). OpenTelemetry's psycopg2 instrumentation builds
+    its traced cursor on top of this one, so a statement's span includes this timing, not the
+    other way round."""
+
+    def execute(self, query, vars=None):
+        start = perf_counter()
+        try:
+            return super().execute(query, vars)
+        finally:
+            query_timer(query).observe(perf_counter() - start)
 
 
 class TimedQueuePool(QueuePool):
@@ -84,6 +107,20 @@ def error_kind(error: BaseException) -> str:
 def instrument(engine: Engine) -> None:
     pool = engine.pool
     POOL_SIZE.set(pool.size())
+    if multiprocess.enabled():
+        _update_pool_gauges_on_events(pool)
+    else:  # read when scraped: exact, and nothing to do per request
+        POOL_CHECKED_OUT.set_function(pool.checkedout)
+        POOL_IDLE.set_function(pool.checkedin)
+        POOL_OVERFLOW.set_function(lambda: max(pool.overflow(), 0))
+
+    @event.listens_for(engine, "handle_error")
+    def _error(context):
+        ERRORS.labels(error_kind(context.sqlalchemy_exception or context.original_exception)).inc()
+
+
+def _update_pool_gauges_on_events(pool: QueuePool) -> None:
+    """Multiprocess mode: each worker writes its pool's counts to its files as they change."""
 
     def update_pool_gauges(*_) -> None:
         POOL_CHECKED_OUT.set(pool.checkedout())
@@ -101,20 +138,6 @@ def instrument(engine: Engine) -> None:
     for name in ("checkout", "connect", "close", "invalidate"):
         event.listen(pool, name, update_pool_gauges)
     event.listen(pool, "checkin", on_checkin)
-
-    # Runs around every SQL statement: keep it to a clock read, a dict and a cached look-up.
-    @event.listens_for(engine, "before_cursor_execute")
-    def _start(conn, cursor, statement, parameters, context, executemany):
-        conn.info["query_start"] = perf_counter()
-
-    @event.listens_for(engine, "after_cursor_execute")
-    def _stop(conn, cursor, statement, parameters, context, executemany):
-        now = perf_counter()
-        query_timer(statement).observe(now - conn.info.pop("query_start", now))
-
-    @event.listens_for(engine, "handle_error")
-    def _error(context):
-        ERRORS.labels(error_kind(context.sqlalchemy_exception or context.original_exception)).inc()
 
 
 def count_pool_timeout() -> None:

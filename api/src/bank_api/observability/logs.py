@@ -52,7 +52,7 @@ def config(log_format: LogFormat, level: str) -> dict[str, Any]:
     """A logging.config.dictConfig for the API and uvicorn (uvicorn's log_config takes it)."""
     formatters = {
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "pythonjsonlogger.orjson.OrjsonFormatter",
             "fmt": "%(levelname)s %(name)s %(message)s",
             "rename_fields": {"levelname": "level", "name": "logger"},
             "timestamp": True,  # ISO 8601, UTC
@@ -78,7 +78,7 @@ def config(log_format: LogFormat, level: str) -> dict[str, Any]:
             },
         },
         # uvicorn's loggers are reset to go through the same handler: its startup lines and
-        # errors become JSON too. (Its access log stays off: api/request_context.py writes a
+        # errors become JSON too. (Its access log stays off: api/request_layer.py writes a
         # richer line per request.)
         "loggers": {
             name: {"handlers": [], "propagate": True}
@@ -97,3 +97,14 @@ def configure(log_format: LogFormat, level: str) -> dict[str, Any]:
     log_config = config(log_format, level)
     logging.config.dictConfig(log_config)
     return log_config
+
+
+def skip_unused_record_fields() -> None:
+    """No line shows where it was logged from or which thread and process wrote it, so the
+    logging module need not find out for every record: the switches of the Python logging
+    HOWTO's "Optimization" section. A third of a line's cost (bankops/bench/PROFILE.md).
+    Called by every process that serves (main.create_app: uvicorn's workers too)."""
+    logging._srcfile = None  # no caller look-up (a walk up the stack) per record
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False

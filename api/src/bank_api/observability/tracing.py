@@ -2,12 +2,15 @@
 only: OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT), OTEL_SERVICE_NAME,
 OTEL_TRACES_SAMPLER[_ARG], OTEL_SDK_DISABLED, OTEL_BSP_* for batching.
 
-Off unless an endpoint is set: no provider, no database instrumentation, and FastAPI's own
-request spans stay off (main.py), so `make run` pays nothing for it.
+Off unless an endpoint is set: no provider, no database instrumentation, no server span, so
+`make run` pays nothing for it.
 
-When on, a request has FastAPI's server span (named after the route template) with, inside
-it, the spans named here (the idempotency claim, the row locks, the ledger write) and one
-span per SQL statement from the psycopg2 instrumentation, with the statement on it.
+When on, a request has a server span (started by api/request_layer.py, named after the route
+template) with, inside it, the spans named here (the idempotency claim, the row locks, the
+ledger write) and one span per SQL statement from the psycopg2 instrumentation, with the
+statement on it. The server span's attributes are built only when the sampler keeps it: most
+requests are not sampled, and FastAPI's own server span, which builds them for every request
+before asking the sampler, cost a third of a request's CPU (bankops/bench/PROFILE.md).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from opentelemetry import trace
-from opentelemetry.trace import StatusCode
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, StatusCode
+from starlette.types import Scope
 
 from bank_api import __version__
 from bank_api.errors import BankError
@@ -53,6 +57,48 @@ def step(name: str) -> Iterator[trace.Span]:
             raise
 
 
+# The headers a caller's trace context comes in (W3C trace context and baggage).
+CONTEXT_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
+def start_server_span(scope: Scope, route: str | None, request_id: str,
+                      carrier: dict[str, str] | None) -> trace.Span:
+    """The request's SERVER span, continuing the caller's trace (`carrier`: its context
+    headers) and following its sampling decision; the HTTP attributes of OpenTelemetry's
+    semantic conventions only when the span is sampled."""
+    method = scope["method"]
+    span = tracer.start_span(f"{method} {route}" if route else method, kind=SpanKind.SERVER,
+                             context=propagate.extract(carrier) if carrier else None)
+    if span.is_recording():
+        attributes = {"http.request.method": method, "url.scheme": scope.get("scheme", "http"),
+                      "url.path": scope["path"], "http.request.id": request_id}
+        if scope.get("query_string"):
+            attributes["url.query"] = scope["query_string"].decode("latin-1")
+        if scope.get("http_version"):
+            attributes["network.protocol.version"] = scope["http_version"]
+        host, port = scope.get("server") or (None, None)
+        if host:
+            attributes["server.address"] = host
+            if port is not None:
+                attributes["server.port"] = port
+        if route is not None:
+            attributes["http.route"] = route
+        span.set_attributes(attributes)
+    return span
+
+
+def end_server_span(span: trace.Span, status: int, error: BaseException | None) -> None:
+    """A 5xx or an exception marks the span as an error."""
+    if span.is_recording():
+        span.set_attribute("http.response.status_code", status)
+        if error is not None:
+            span.record_exception(error)
+        if error is not None or status >= 500:
+            span.set_attribute("error.type", type(error).__qualname__ if error else str(status))
+            span.set_status(StatusCode.ERROR)
+    span.end()
+
+
 def enabled() -> bool:
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
@@ -84,7 +130,7 @@ def configure() -> TracerProvider | None:
     provider = TracerProvider(resource=Resource.create(attributes))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    # Spans for SQL statements only inside a traced request: api/request_context.py suppresses
+    # Spans for SQL statements only inside a traced request: api/request_layer.py suppresses
     # them for the paths that are not traced (health checks, /metrics).
     Psycopg2Instrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     log.info("tracing on: OTLP/HTTP to %s, sampler %s",

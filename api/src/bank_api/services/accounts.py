@@ -1,6 +1,6 @@
 """Opening, reading, updating and closing accounts. Money movements live in ledger.py."""
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from bank_api.errors import AccountClosed, AccountNotEmpty, NotFound
@@ -13,6 +13,17 @@ def open_account(session: Session, data: AccountCreate) -> Account:
     account = Account(**data.model_dump())
     session.add(account)
     session.commit()
+    return account
+
+
+# One account's row, by plain SQL: a read needs no ORM session (a fraction of the CPU).
+READ_ACCOUNT = select(*Account.__table__.columns).where(Account.id == bindparam("account_id"))
+
+
+def read_account(connection: Connection, account_id: int) -> Row:
+    account = connection.execute(READ_ACCOUNT, {"account_id": account_id}).one_or_none()
+    if account is None:
+        raise NotFound(f"account {account_id} does not exist")
     return account
 
 

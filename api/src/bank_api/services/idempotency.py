@@ -18,8 +18,7 @@ and the request runs as new.
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Interval, bindparam, delete, func, insert, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Interval, bindparam, delete, func, insert, select, text
 
 from bank_api.errors import IdempotencyConflict
 from bank_api.models import IdempotencyKey
@@ -43,15 +42,15 @@ FIND_KEY = select(
 ).where(IdempotencyKey.key == bindparam("key"))
 
 
-def claim(session: Session, key: str, request_hash: str, ttl: timedelta) -> Made | None:
+def claim(connection: Connection, key: str, request_hash: str, ttl: timedelta) -> Made | None:
     """Take the key's lock for this transaction; return what it made if it was used before."""
-    session.execute(LOCK_KEY, {"key": key})
+    connection.execute(LOCK_KEY, {"key": key})
     # A separate statement after the lock, so its snapshot sees a commit we waited for.
-    stored = session.execute(FIND_KEY, {"key": key, "ttl": ttl}).one_or_none()
+    stored = connection.execute(FIND_KEY, {"key": key, "ttl": ttl}).one_or_none()
     if stored is None:
         return None
     if stored.expired:
-        session.execute(delete(IdempotencyKey).where(IdempotencyKey.key == key))
+        connection.execute(delete(IdempotencyKey).where(IdempotencyKey.key == key))
         return None
     if stored.request_hash != request_hash:
         raise IdempotencyConflict(
@@ -61,9 +60,9 @@ def claim(session: Session, key: str, request_hash: str, ttl: timedelta) -> Made
     return Made(stored.ledger_entry_id, stored.transfer_id)
 
 
-def remember(session: Session, key: str, request_hash: str, made: Made) -> None:
+def remember(connection: Connection, key: str, request_hash: str, made: Made) -> None:
     """Store the key with what it made; the caller commits it together with the movement."""
-    session.execute(
+    connection.execute(
         insert(IdempotencyKey).values(
             key=key,
             request_hash=request_hash,

@@ -10,12 +10,13 @@ Each movement is two statements:
    instead of deadlocking, and no balance can change between the check and the write.
 2. Check the rules here, in Python, on the locked rows; then write the new balances and the
    ledger rows (and the transfer) in one statement, so the whole write is one round trip.
-They are plain SQL through SQLAlchemy Core rather than the ORM's unit of work: two statements
-instead of four, and a fraction of the Python per movement (bankops/bench/PROFILE.md). The
+They are plain SQL through SQLAlchemy Core on a connection rather than the ORM's unit of work
+in a session: two statements instead of four, and a fraction of the Python per movement
+(bankops/bench/PROFILE.md). The single reads of an entry or a transfer are Core too. The
 schema's CHECK constraints hold the same rules once more, as a last line of defence.
 """
 
-from sqlalchemy import Row, select, text
+from sqlalchemy import Connection, Row, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from bank_api.errors import (
@@ -82,9 +83,9 @@ WRITE_TRANSFER = text(f"""
 
 
 @tracing.step("lock accounts")
-def lock_accounts(session: Session, *account_ids: int) -> dict[int, Row]:
+def lock_accounts(connection: Connection, *account_ids: int) -> dict[int, Row]:
     """Lock the given accounts, lowest id first; NotFound names the first missing one."""
-    rows = session.execute(LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))}).all()
+    rows = connection.execute(LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))}).all()
     found = {row.id: row for row in rows}
     for account_id in account_ids:
         if account_id not in found:
@@ -110,7 +111,7 @@ def _new_balance(account: Row, direction: str, amount: int) -> int:
 
 
 def post_transaction(
-    session: Session,
+    connection: Connection,
     account_id: int,
     direction: str,
     amount: int,
@@ -119,12 +120,12 @@ def post_transaction(
     description: str | None = None,
 ) -> tuple[Row, str]:
     """Credit or debit one account; returns the new ledger row and the account's currency."""
-    account = lock_accounts(session, account_id)[account_id]
+    account = lock_accounts(connection, account_id)[account_id]
     if currency is not None and currency != account.currency:
         raise CurrencyMismatch(f"account {account_id} holds {account.currency}, not {currency}")
     balance_after = _new_balance(account, direction, amount)
     with tracing.step("write ledger"):
-        entry = session.execute(WRITE_ENTRY, {
+        entry = connection.execute(WRITE_ENTRY, {
             "account_id": account_id, "direction": direction, "amount": amount,
             "balance_after": balance_after, "description": description,
         }).one()
@@ -132,7 +133,7 @@ def post_transaction(
 
 
 def transfer(
-    session: Session,
+    connection: Connection,
     source_id: int,
     destination_id: int,
     amount: int,
@@ -142,7 +143,7 @@ def transfer(
     """Move money between two accounts of the same currency: one debit, one credit."""
     if source_id == destination_id:
         raise SameAccount("a transfer needs two different accounts")
-    accounts = lock_accounts(session, source_id, destination_id)
+    accounts = lock_accounts(connection, source_id, destination_id)
     source, destination = accounts[source_id], accounts[destination_id]
     if source.currency != destination.currency:
         raise CurrencyMismatch(
@@ -153,13 +154,13 @@ def transfer(
     source_after = _new_balance(source, "debit", amount)
     destination_after = _new_balance(destination, "credit", amount)
     with tracing.step("write ledger"):
-        entries = session.execute(WRITE_TRANSFER, {
+        entries = connection.execute(WRITE_TRANSFER, {
             "source_id": source_id, "destination_id": destination_id, "amount": amount,
             "currency": source.currency, "description": description,
             "source_after": source_after, "destination_after": destination_after,
         }).all()
-    # The transfer as written, in the model's shape (never added to the session: the
-    # statement above has stored it), beside its debit and credit rows.
+    # The transfer as written, in the model's shape (never added to a session: the statement
+    # above has stored it), beside its debit and credit rows.
     record = Transfer(
         id=entries[0].transfer_id, source_account_id=source_id,
         destination_account_id=destination_id, amount=amount, currency=source.currency,
@@ -168,20 +169,26 @@ def transfer(
     return record, entries
 
 
-def get_entry(session: Session, entry_id: int) -> LedgerEntry:
-    entry = session.get(LedgerEntry, entry_id)
+ENTRY = LedgerEntry.__table__
+READ_ENTRY = select(*ENTRY.columns).where(ENTRY.c.id == bindparam("entry_id"))
+READ_TRANSFER = select(*Transfer.__table__.columns).where(Transfer.id == bindparam("transfer_id"))
+READ_TRANSFER_ENTRIES = (select(*ENTRY.columns)
+                         .where(ENTRY.c.transfer_id == bindparam("transfer_id"))
+                         .order_by(ENTRY.c.id))
+
+
+def get_entry(connection: Connection, entry_id: int) -> Row:
+    entry = connection.execute(READ_ENTRY, {"entry_id": entry_id}).one_or_none()
     if entry is None:
         raise NotFound(f"transaction {entry_id} does not exist")
     return entry
 
 
-def get_transfer(session: Session, transfer_id: int) -> tuple[Transfer, list[LedgerEntry]]:
-    record = session.get(Transfer, transfer_id)
+def get_transfer(connection: Connection, transfer_id: int) -> tuple[Row, list[Row]]:
+    record = connection.execute(READ_TRANSFER, {"transfer_id": transfer_id}).one_or_none()
     if record is None:
         raise NotFound(f"transfer {transfer_id} does not exist")
-    entries = session.scalars(
-        select(LedgerEntry).where(LedgerEntry.transfer_id == transfer_id).order_by(LedgerEntry.id)
-    ).all()
+    entries = connection.execute(READ_TRANSFER_ENTRIES, {"transfer_id": transfer_id}).all()
     return record, list(entries)
 
 

@@ -14,18 +14,17 @@ from datetime import timedelta
 from typing import Generic, TypeVar
 
 from opentelemetry import trace
-from sqlalchemy import Row
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, insert
 
 from bank_api.errors import MOVEMENT_REFUSALS, BankError
-from bank_api.models import LedgerEntry, Refusal, Transfer
+from bank_api.models import Refusal, Transfer
 from bank_api.observability import domain_events, domain_metrics, tracing
 from bank_api.services import idempotency, ledger
 from bank_api.services.idempotency import Made
 
 T = TypeVar("T")
-Entry = Row | LedgerEntry  # a ledger row as written (RETURNING), or read back
-TransferWithEntries = tuple[Transfer, list[Entry]]
+Entry = Row  # a ledger row as written (RETURNING), or read back
+TransferWithEntries = tuple[Transfer | Row, list[Entry]]
 
 
 @dataclass(frozen=True)
@@ -46,38 +45,38 @@ class Outcome(Generic[T]):
 
 
 def post_transaction(
-    session: Session, movement: Movement, *, currency: str | None, description: str | None,
+    connection: Connection, movement: Movement, *, currency: str | None, description: str | None,
     key_ttl: timedelta,
 ) -> Outcome[Entry]:
     """Credit or debit movement.account_id (movement.operation says which)."""
 
     def write() -> tuple[Entry, str, Made]:
         entry, account_currency = ledger.post_transaction(
-            session, movement.account_id, movement.operation, movement.amount,
+            connection, movement.account_id, movement.operation, movement.amount,
             currency=currency, description=description)
         return entry, account_currency, Made(ledger_entry_id=entry.id)
 
-    return _exactly_once(session, movement, key_ttl, write,
-                         replay=lambda made: ledger.get_entry(session, made.ledger_entry_id))
+    return _exactly_once(connection, movement, key_ttl, write,
+                         replay=lambda made: ledger.get_entry(connection, made.ledger_entry_id))
 
 
 def transfer(
-    session: Session, movement: Movement, *, destination_id: int, description: str | None,
+    connection: Connection, movement: Movement, *, destination_id: int, description: str | None,
     key_ttl: timedelta,
 ) -> Outcome[TransferWithEntries]:
     """Move movement.amount from movement.account_id to destination_id."""
 
     def write() -> tuple[TransferWithEntries, str, Made]:
-        record, entries = ledger.transfer(session, movement.account_id, destination_id,
+        record, entries = ledger.transfer(connection, movement.account_id, destination_id,
                                           movement.amount, description=description)
         return (record, entries), record.currency, Made(transfer_id=record.id)
 
-    return _exactly_once(session, movement, key_ttl, write,
-                         replay=lambda made: ledger.get_transfer(session, made.transfer_id))
+    return _exactly_once(connection, movement, key_ttl, write,
+                         replay=lambda made: ledger.get_transfer(connection, made.transfer_id))
 
 
 def _exactly_once(
-    session: Session,
+    connection: Connection,
     movement: Movement,
     key_ttl: timedelta,
     write: Callable[[], tuple[T, str, Made]],
@@ -89,21 +88,21 @@ def _exactly_once(
     try:
         if key is not None:
             with tracing.step("idempotency claim"):
-                made = idempotency.claim(session, key, movement.request_hash, key_ttl)
+                made = idempotency.claim(connection, key, movement.request_hash, key_ttl)
             if made is not None:
                 result = replay(made)
-                session.commit()  # nothing written: this ends the transaction and its key lock
+                connection.commit()  # nothing written: this ends the transaction and its key lock
                 domain_metrics.count_operation(movement.operation, "replayed")
                 domain_events.replayed(movement.operation, movement.account_id)
                 trace.get_current_span().add_event("idempotent replay")
                 return Outcome(result, replayed=True)
         result, currency, made = write()
         if key is not None:
-            idempotency.remember(session, key, movement.request_hash, made)
-        session.commit()
+            idempotency.remember(connection, key, movement.request_hash, made)
+        connection.commit()
     except MOVEMENT_REFUSALS as refusal:
-        session.rollback()
-        _log_refusal(session, movement, refusal.code)
+        connection.rollback()
+        _log_refusal(connection, movement, refusal.code)
         domain_metrics.count_operation(movement.operation, refusal.code)
         domain_events.refused(movement.operation, movement.account_id, movement.amount,
                               refusal.code)
@@ -112,7 +111,7 @@ def _exactly_once(
         trace.get_current_span().add_event("refused", {"bank.refusal.code": refusal.code})
         raise
     except BankError as error:  # not_found, idempotency_conflict
-        session.rollback()
+        connection.rollback()
         domain_metrics.count_operation(movement.operation, error.code)
         raise
     domain_metrics.count_movement(movement.operation, currency, movement.amount)
@@ -120,13 +119,8 @@ def _exactly_once(
     return Outcome(result, replayed=False)
 
 
-def _log_refusal(session: Session, movement: Movement, code: str) -> None:
-    session.add(
-        Refusal(
-            operation=movement.operation,
-            code=code,
-            account_id=movement.account_id,
-            amount=movement.amount,
-        )
-    )
-    session.commit()
+def _log_refusal(connection: Connection, movement: Movement, code: str) -> None:
+    connection.execute(insert(Refusal).values(
+        operation=movement.operation, code=code, account_id=movement.account_id,
+        amount=movement.amount))
+    connection.commit()

@@ -42,7 +42,7 @@ async def _save(request: Request, db: DatabaseDep, settings: FaultSettings) -> F
     if unknown:
         raise UnknownRoute(f"not route templates of this API: {sorted(unknown)}")
     faults = Faults(settings.latency_ms, settings.error_rate, tuple(settings.routes))
-    saved = await db.run(fault_switch.save, faults)
+    saved = await db.in_session(fault_switch.save, faults)
     request.app.state.fault_switch.invalidate()  # this worker applies it at once
     return _settings(saved)
 

@@ -4,11 +4,14 @@ from fastapi import APIRouter, Request, Response
 
 from bank_api.api.deps import DatabaseDep, IdempotencyKeyHeader, IdPath, SettingsDep
 from bank_api.api.money_responses import MOVEMENT_CREATED, created, movement
+from bank_api.api.rendering import json_response
 from bank_api.schemas import TransactionOut, TransferCreate, TransferOut
 from bank_api.services import ledger, movements
 from bank_api.services.movements import TransferWithEntries
 
 router = APIRouter(prefix="/transfers", tags=["transfers"])
+# A transfer's own path, and its Location (formatted, as transactions.ENTRY_PATH).
+TRANSFER_PATH = "/{transfer_id}"
 
 
 def _transfer_out(written: TransferWithEntries) -> TransferOut:
@@ -39,7 +42,7 @@ async def create_transfer(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Debit the source and credit the destination in one database transaction."""
-    outcome = await db.run(
+    outcome = await db.on_connection(
         movements.transfer,
         movement(request, body, operation="transfer", account_id=body.source_account_id,
                  idempotency_key=idempotency_key),
@@ -47,10 +50,10 @@ async def create_transfer(
         key_ttl=settings.idempotency_key_ttl,
     )
     transfer = _transfer_out(outcome.result)
-    location = request.url_for("get_transfer", transfer_id=transfer.id).path
+    location = router.prefix + TRANSFER_PATH.format(transfer_id=transfer.id)
     return created(transfer, location, replayed=outcome.replayed)
 
 
-@router.get("/{transfer_id}", response_model=TransferOut)
-async def get_transfer(transfer_id: IdPath, db: DatabaseDep):
-    return _transfer_out(await db.run(ledger.get_transfer, transfer_id))
+@router.get(TRANSFER_PATH, response_model=TransferOut)
+async def get_transfer(transfer_id: IdPath, db: DatabaseDep) -> Response:
+    return json_response(_transfer_out(await db.on_connection(ledger.get_transfer, transfer_id)))
