@@ -14,7 +14,6 @@ in a single process: prometheus_client's multiprocess mode (WEB_CONCURRENCY > 1)
 import sys
 
 from fastapi import FastAPI, Request, Response
-from opentelemetry import trace
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -63,7 +62,8 @@ class HttpMetrics:
 
     `handler` is the route template, or `none` for a path no route matches (the library's
     should_group_untemplated); /metrics itself is not measured. Both latency histograms carry
-    the request's trace id as an exemplar when its trace is sampled. Each label set's children
+    the request's trace id as an exemplar when its trace is sampled (`exemplar`, from
+    observability/tracing.py). Each label set's children
     are looked up once and kept: label sets are bounded (routes × methods × statuses)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -90,7 +90,8 @@ class HttpMetrics:
         self._route(method, handler)[0].inc()
 
     def finished(self, method: str, handler: str, status: int, seconds: float,
-                 request_bytes: int, response_bytes: int) -> None:
+                 request_bytes: int, response_bytes: int,
+                 exemplar: dict[str, str] | None) -> None:
         in_progress, request_size, response_size, latency = self._route(method, handler)
         in_progress.dec()
         key = (method, str(status), handler)
@@ -98,7 +99,6 @@ class HttpMetrics:
         total.inc()
         request_size.observe(request_bytes)
         response_size.observe(response_bytes)
-        exemplar = _trace_exemplar()
         self.latency_all.observe(seconds, exemplar)
         latency.observe(seconds, exemplar)
 
@@ -109,14 +109,6 @@ class HttpMetrics:
                 self.in_progress.labels(method, handler), self.request_size.labels(handler),
                 self.response_size.labels(handler), self.latency.labels(method, handler))
         return children
-
-
-def _trace_exemplar() -> dict[str, str] | None:
-    """The current request's trace id, if its trace is sampled (else Tempo has no trace)."""
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid and context.trace_flags.sampled:
-        return {"trace_id": trace.format_trace_id(context.trace_id)}
-    return None
 
 
 def instrument(app: FastAPI) -> HttpMetrics:

@@ -41,7 +41,9 @@ def movement(request: Request, body: TransactionCreate | TransferCreate, *, oper
         account_id=account_id,
         amount=body.amount,
         idempotency_key=idempotency_key,
-        request_hash=fingerprint(request.method, request.url.path, body),
+        # Only a key needs it (a hash of the body, a few microseconds).
+        request_hash=fingerprint(request.method, request.url.path, body)
+        if idempotency_key is not None else None,
     )
 
 

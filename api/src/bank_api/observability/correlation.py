@@ -5,8 +5,8 @@ the request runs carries it (observability/logs.py), including lines written in 
 threadpool, since a worker thread runs with a copy of the request's context.
 """
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -31,7 +31,7 @@ def request_id_from(header: str | None) -> str:
         cleaned = _NOT_ALLOWED.sub("", header)[:MAX_LENGTH]
         if cleaned:
             return cleaned
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 32 hex digits, like a uuid4's, without building a UUID
 
 
 def current_request_id() -> str | None:

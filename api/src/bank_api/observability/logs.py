@@ -11,6 +11,9 @@ they never hold a secret, a token, or a request or response body.
 
 import logging
 import logging.config
+import queue
+import sys
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any, Literal
 
 from opentelemetry import trace
@@ -36,6 +39,36 @@ class ContextFilter(logging.Filter):
             record.trace_id = trace.format_trace_id(span_context.trace_id)
             record.span_id = trace.format_span_id(span_context.span_id)
         return True
+
+
+class BackgroundStreamHandler(QueueHandler):
+    """Lines written to stdout by a thread of their own.
+
+    The thread that logs (the event loop, a database thread) only builds the record and
+    queues it; the filters run there, in the request's context (they add its ids). Formatting
+    and the write happen in the background, in order. A write is a system call, and a thread
+    that makes one under load can wait for the GIL long after it returns: a line written by
+    the request's own thread cost several times its formatting (bankops/bench/PROFILE.md).
+    This is the logging cookbook's QueueHandler and QueueListener pair; close() (at exit,
+    logging.shutdown) writes what is still queued."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(queue.SimpleQueue())
+        self.target = logging.StreamHandler(stream or sys.stdout)
+        self.listener = QueueListener(self.queue, self.target)
+        self.listener.start()
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
+        self.target.setFormatter(fmt)  # the background thread formats
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record  # queued as it is: formatted and written by the listener's thread
+
+    def close(self) -> None:
+        if self.listener._thread is not None:
+            self.listener.stop()  # drains the queue
+        self.target.close()
+        super().close()
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -71,7 +104,7 @@ def config(log_format: LogFormat, level: str) -> dict[str, Any]:
         "formatters": {"default": formatters[log_format]},
         "handlers": {
             "stdout": {
-                "class": "logging.StreamHandler",
+                "()": "bank_api.observability.logs.BackgroundStreamHandler",
                 "stream": "ext://sys.stdout",
                 "formatter": "default",
                 "filters": ["context"],

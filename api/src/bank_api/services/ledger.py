@@ -82,10 +82,10 @@ WRITE_TRANSFER = text(f"""
 """)
 
 
-@tracing.step("lock accounts")
 def lock_accounts(connection: Connection, *account_ids: int) -> dict[int, Row]:
     """Lock the given accounts, lowest id first; NotFound names the first missing one."""
-    rows = connection.execute(LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))}).all()
+    with tracing.step("lock accounts"):
+        rows = connection.execute(LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))}).all()
     found = {row.id: row for row in rows}
     for account_id in account_ids:
         if account_id not in found:

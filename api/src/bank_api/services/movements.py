@@ -35,7 +35,8 @@ class Movement:
     account_id: int  # the account charged (the source of a transfer)
     amount: int
     idempotency_key: str | None
-    request_hash: str  # what makes a retry "the same request" (see services/idempotency.py)
+    # What makes a retry "the same request" (see services/idempotency.py); None without a key.
+    request_hash: str | None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from bank_api.api.deps import DatabaseDep, SettingsDep
+from bank_api.api.deps import database, settings
 from bank_api.api.paths import NOT_FAULTED
 from bank_api.api.route_table import route_templates
 from bank_api.errors import NotFound, Unauthorized, UnknownRoute
@@ -16,12 +16,13 @@ from bank_api.services.faults import Faults
 
 
 async def require_admin(
-    settings: SettingsDep,
+    request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <ADMIN_TOKEN>")] = None,
 ) -> None:
-    if settings.admin_token is None:
+    token = settings(request).admin_token
+    if token is None:
         raise NotFound("admin endpoints are disabled; set ADMIN_TOKEN to enable them")
-    expected = f"Bearer {settings.admin_token.get_secret_value()}"
+    expected = f"Bearer {token.get_secret_value()}"
     if authorization is None or not secrets.compare_digest(authorization.encode(),
                                                            expected.encode()):
         raise Unauthorized("send Authorization: Bearer <ADMIN_TOKEN>")
@@ -36,13 +37,13 @@ def _settings(faults: Faults) -> FaultSettings:
                          routes=list(faults.routes))
 
 
-async def _save(request: Request, db: DatabaseDep, settings: FaultSettings) -> FaultSettings:
+async def _save(request: Request, wanted: FaultSettings) -> FaultSettings:
     faultable = {t for t in route_templates(request.app) if not t.startswith(NOT_FAULTED)}
-    unknown = set(settings.routes) - faultable
+    unknown = set(wanted.routes) - faultable
     if unknown:
         raise UnknownRoute(f"not route templates of this API: {sorted(unknown)}")
-    faults = Faults(settings.latency_ms, settings.error_rate, tuple(settings.routes))
-    saved = await db.in_session(fault_switch.save, faults)
+    faults = Faults(wanted.latency_ms, wanted.error_rate, tuple(wanted.routes))
+    saved = await database(request).in_session(fault_switch.save, faults)
     request.app.state.fault_switch.invalidate()  # this worker applies it at once
     return _settings(saved)
 
@@ -54,13 +55,13 @@ async def get_faults(request: Request):
 
 
 @router.put("/faults", response_model=FaultSettings)
-async def set_faults(faults: FaultSettings, request: Request, db: DatabaseDep):
+async def set_faults(faults: FaultSettings, request: Request):
     """Add latency and/or a rate of 500 answers to the given routes (all when empty).
     Every worker applies it within a second."""
-    return await _save(request, db, faults)
+    return await _save(request, faults)
 
 
 @router.delete("/faults", response_model=FaultSettings)
-async def clear_faults(request: Request, db: DatabaseDep):
+async def clear_faults(request: Request):
     """Turn the fault switch off."""
-    return await _save(request, db, FaultSettings())
+    return await _save(request, FaultSettings())

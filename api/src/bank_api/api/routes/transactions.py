@@ -4,11 +4,11 @@ from fastapi import APIRouter, Request, Response
 
 from bank_api.api.deps import (
     AccountIdPath,
-    DatabaseDep,
     IdempotencyKeyHeader,
     IdPath,
     PageDep,
-    SettingsDep,
+    database,
+    settings,
 )
 from bank_api.api.money_responses import MOVEMENT_CREATED, created, movement
 from bank_api.api.rendering import render
@@ -32,32 +32,31 @@ async def post_transaction(
     account_id: AccountIdPath,
     body: TransactionCreate,
     request: Request,
-    db: DatabaseDep,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Credit or debit the account. A debit larger than the balance is refused (409)."""
-    outcome = await db.on_connection(
+    outcome = await database(request).on_connection(
         movements.post_transaction,
         movement(request, body, operation=body.direction, account_id=account_id,
                  idempotency_key=idempotency_key),
         currency=body.currency, description=body.description,
-        key_ttl=settings.idempotency_key_ttl,
+        key_ttl=settings(request).idempotency_key_ttl,
     )
     entry = TransactionOut.model_validate(outcome.result)
     return created(entry, ENTRY_PATH.format(transaction_id=entry.id), replayed=outcome.replayed)
 
 
 @router.get("/accounts/{account_id}/transactions", response_model=Page[TransactionOut])
-async def list_transactions(account_id: AccountIdPath, db: DatabaseDep, page: PageDep):
+async def list_transactions(account_id: AccountIdPath, request: Request, page: PageDep):
     """The account's ledger entries, newest first."""
     before = decode_cursor(page.cursor) if page.cursor else None
-    items, next_cursor = await db.in_session(
+    items, next_cursor = await database(request).in_session(
         ledger.list_entries, account_id, limit=page.limit, before=before
     )
     return Page[TransactionOut](items=items, next_cursor=next_cursor)
 
 
 @router.get(ENTRY_PATH, response_model=TransactionOut)
-async def get_transaction(transaction_id: IdPath, db: DatabaseDep) -> Response:
-    return render(TransactionOut, await db.on_connection(ledger.get_entry, transaction_id))
+async def get_transaction(transaction_id: IdPath, request: Request) -> Response:
+    entry = await database(request).on_connection(ledger.get_entry, transaction_id)
+    return render(TransactionOut, entry)

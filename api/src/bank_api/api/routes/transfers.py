@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request, Response
 
-from bank_api.api.deps import DatabaseDep, IdempotencyKeyHeader, IdPath, SettingsDep
+from bank_api.api.deps import IdempotencyKeyHeader, IdPath, database, settings
 from bank_api.api.money_responses import MOVEMENT_CREATED, created, movement
 from bank_api.api.rendering import json_response
 from bank_api.schemas import TransactionOut, TransferCreate, TransferOut
@@ -37,17 +37,15 @@ def _transfer_out(written: TransferWithEntries) -> TransferOut:
 async def create_transfer(
     body: TransferCreate,
     request: Request,
-    db: DatabaseDep,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Debit the source and credit the destination in one database transaction."""
-    outcome = await db.on_connection(
+    outcome = await database(request).on_connection(
         movements.transfer,
         movement(request, body, operation="transfer", account_id=body.source_account_id,
                  idempotency_key=idempotency_key),
         destination_id=body.destination_account_id, description=body.description,
-        key_ttl=settings.idempotency_key_ttl,
+        key_ttl=settings(request).idempotency_key_ttl,
     )
     transfer = _transfer_out(outcome.result)
     location = router.prefix + TRANSFER_PATH.format(transfer_id=transfer.id)
@@ -55,5 +53,6 @@ async def create_transfer(
 
 
 @router.get(TRANSFER_PATH, response_model=TransferOut)
-async def get_transfer(transfer_id: IdPath, db: DatabaseDep) -> Response:
-    return json_response(_transfer_out(await db.on_connection(ledger.get_transfer, transfer_id)))
+async def get_transfer(transfer_id: IdPath, request: Request) -> Response:
+    written = await database(request).on_connection(ledger.get_transfer, transfer_id)
+    return json_response(_transfer_out(written))
