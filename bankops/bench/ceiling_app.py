@@ -19,11 +19,8 @@ the API's rate as a share of this one's is what its own layers cost, nothing els
 """
 
 import os
-import signal
-import sys
 from typing import Literal
 
-import uvicorn
 from fastapi import FastAPI, HTTPException, Response
 from pydantic import BaseModel
 from pydantic_core import to_json
@@ -31,9 +28,10 @@ from sqlalchemy import bindparam, create_engine, select
 
 from bank_api.models import Account
 from bank_api.services.ledger import LOCK_ACCOUNTS, WRITE_ENTRY, WRITE_TRANSFER
+from bankops.bench.serving import serve
 
-# The API's pool size and its per-connection settings matter here only as far as they change
-# the work per request, which they do not; the API's defaults (core/config.py) all the same.
+# Room for at least as many connections as the API's pool (10 + 5 overflow, core/config.py):
+# the ceiling must not be held back by waiting for one.
 engine = create_engine(os.environ["DATABASE_URL"], pool_size=10, max_overflow=10)
 app = FastAPI(title="stack ceiling")
 
@@ -113,21 +111,5 @@ def transfer(body: TransferBody) -> Response:
     }, 201)
 
 
-def main() -> None:
-    # Served as bare_app.py serves the bare endpoint: bank-api's uvicorn.run arguments.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        "bankops.bench.ceiling_app:app",
-        host=os.environ.get("HOST", "127.0.0.1"),
-        port=int(os.environ.get("PORT", "8425")),
-        workers=int(os.environ.get("WEB_CONCURRENCY", "1")),
-        proxy_headers=False,
-        timeout_graceful_shutdown=20,
-        server_header=False,
-        access_log=False,
-        timeout_worker_healthcheck=float(os.environ.get("WORKER_HEALTHCHECK_TIMEOUT", "30")),
-    )
-
-
 if __name__ == "__main__":
-    main()
+    serve("bankops.bench.ceiling_app:app", default_port=8425)

@@ -34,8 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.metrics_enabled:
             db_metrics.instrument(engine)
         app.state.engine = engine
+        # A thread per connection the pool can hand out: more would only wait for one.
         app.state.database = Database(engine, make_session_factory(engine),
-                                      threads=settings.max_in_flight)
+                                      threads=settings.db_pool_size + settings.db_max_overflow)
         yield
         # uvicorn has let in-flight requests finish by now; close the pool's connections.
         app.state.database.close()

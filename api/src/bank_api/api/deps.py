@@ -35,10 +35,14 @@ T = TypeVar("T")
 class Database:
     """Runs units of work off the event loop, each on its own pooled connection.
 
-    The threads are the executor's own, one per request admitted at once (load shedding's
-    max_in_flight): asyncio's run_in_executor is a fraction of the CPU of anyio's
-    to_thread, which Starlette's run_in_threadpool uses (PROFILE.md). The request's context
-    (its id, its span) goes along, so log lines and spans written in the thread carry them.
+    The threads are the executor's own, as many as the pool has connections (pool size plus
+    overflow): a unit of work beyond that waits in the executor's queue rather than on the
+    pool, where thirty threads taking turns at fifteen connections cost a twentieth of a
+    read's throughput (PROFILE.md). Requests admitted at once are bounded by load shedding,
+    each statement by the statement timeout. asyncio's run_in_executor is also a fraction of
+    the CPU of anyio's to_thread, which Starlette's run_in_threadpool uses. The request's
+    context (its id, its span) goes along, so log lines and spans written in the thread
+    carry them.
     """
 
     def __init__(self, engine: Engine, session_factory: sessionmaker[Session],

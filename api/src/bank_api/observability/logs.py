@@ -50,7 +50,8 @@ class BackgroundStreamHandler(QueueHandler):
     that makes one under load can wait for the GIL long after it returns: a line written by
     the request's own thread cost several times its formatting (bankops/bench/PROFILE.md).
     This is the logging cookbook's QueueHandler and QueueListener pair; close() (at exit,
-    logging.shutdown) writes what is still queued."""
+    logging.shutdown) writes what is still queued. A record is formatted a moment after the
+    call, so its arguments must not change meanwhile: none here do (strings and numbers)."""
 
     def __init__(self, stream: Any = None) -> None:
         super().__init__(queue.SimpleQueue())

@@ -67,8 +67,9 @@ def _step(name: str) -> Iterator[trace.Span]:
             raise
 
 
-# The headers a caller's trace context comes in (W3C trace context and baggage).
-CONTEXT_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+# The headers a caller's trace context comes in: the configured propagators' (OTEL_PROPAGATORS;
+# by default W3C trace context and baggage), set by configure().
+CONTEXT_HEADERS: frozenset[bytes] = frozenset()
 
 
 def start_server_span(scope: Scope, route: str | None, request_id: str,
@@ -131,7 +132,7 @@ def enabled() -> bool:
 def configure() -> TracerProvider | None:
     """Start tracing in this process if the environment asks for it (once per process: the
     provider is global, and psycopg2 is instrumented module-wide). None when off."""
-    global _provider
+    global _provider, CONTEXT_HEADERS
     if _provider is not None or not enabled():
         return _provider
     # Imported here: a process with tracing off never loads the SDK or the exporter (about
@@ -151,6 +152,8 @@ def configure() -> TracerProvider | None:
     provider = TracerProvider(resource=Resource.create(attributes))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    CONTEXT_HEADERS = frozenset(name.lower().encode()
+                                for name in propagate.get_global_textmap().fields)
     # Spans for SQL statements only inside a traced request: api/request_layer.py suppresses
     # them for the paths that are not traced (health checks, /metrics).
     Psycopg2Instrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
