@@ -91,7 +91,7 @@ NUMERIC_LOG_FIELDS = {"status", "duration_ms", "amount", "account_id", "latency_
 LOGQL_STAGES = {"LineFilters", "LabelParser", "LabelFilter"}
 
 # Tempo: the API's traces (api/src/bank_api/observability/tracing.py: service.name) and the
-# attributes of FastAPI's server span (fastapi.telemetry, stable HTTP semantic conventions).
+# attributes of its server span (tracing.start_server_span: stable HTTP semantic conventions).
 API_SERVICE_NAME = "bank-api"
 TRACE_ATTRIBUTES = {
     "resource": {"service.name", "service.version"},

@@ -46,7 +46,7 @@ OPENTELEMETRY = ("(trace/", "(context/", "(_shared_internal/", "(common/_interna
                  "(_decorator.py", "(protobuf/", "(requests/", "(urllib3/", "opentelemetry")
 KINDS = (
     # Before the driver: the psycopg2 instrumentation's frames name psycopg2 too.
-    ("tracing (OpenTelemetry: spans, SQL instrumentation, export; FastAPI's server span)",
+    ("tracing (OpenTelemetry: spans, SQL instrumentation, export; the server span)",
      (*OPENTELEMETRY, "fastapi/telemetry", "bank_api/observability/tracing")),
     ("database driver (psycopg2, round trips)", ("psycopg2",)),
     ("logging (log calls, request context, JSON formatting, writing lines)",
