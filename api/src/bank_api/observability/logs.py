@@ -58,6 +58,7 @@ class BackgroundStreamHandler(QueueHandler):
         self.target = logging.StreamHandler(stream or sys.stdout)
         self.listener = QueueListener(self.queue, self.target)
         self.listener.start()
+        self.running = True
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
         self.target.setFormatter(fmt)  # the background thread formats
@@ -66,7 +67,8 @@ class BackgroundStreamHandler(QueueHandler):
         return record  # queued as it is: formatted and written by the listener's thread
 
     def close(self) -> None:
-        if self.listener._thread is not None:
+        if self.running:  # close() may come more than once (dictConfig, then shutdown)
+            self.running = False
             self.listener.stop()  # drains the queue
         self.target.close()
         super().close()

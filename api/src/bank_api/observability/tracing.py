@@ -10,7 +10,7 @@ template) with, inside it, the spans named here (the idempotency claim, the row 
 ledger write) and one span per SQL statement from the psycopg2 instrumentation, with the
 statement on it. The server span's attributes are built only when the sampler keeps it: most
 requests are not sampled, and FastAPI's own server span, which builds them for every request
-before asking the sampler, cost a third of a request's CPU (bankops/bench/PROFILE.md).
+before asking the sampler, cost about a fifth of a request's CPU (bankops/bench/PROFILE.md).
 """
 
 from __future__ import annotations
