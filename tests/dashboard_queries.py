@@ -121,26 +121,28 @@ def prometheus_values(
     }
 
 
-def prometheus_queries(repo_root: Path, **values: str) -> list[tuple[str, str, str]]:
-    """(dashboard uid, panel title, PromQL with macros and variables filled in) for every
-    Prometheus target. Keyword arguments override prometheus_values()' defaults."""
+def _queries_of(repo_root: Path, datasource_type: str, values: dict[str, str],
+                wanted=lambda target: True) -> list[tuple[str, str, str]]:
+    """(dashboard uid, panel title, query with macros and variables filled in) for every
+    target of the datasource type that `wanted` accepts."""
     subs = prometheus_values(**values)
     return [
         (q.dashboard_uid, q.panel_title, substitute_variables(q.text, subs))
         for q in iter_queries(repo_root)
-        if q.datasource.get("type") == PROMETHEUS
+        if q.datasource.get("type") == datasource_type and wanted(q.target)
     ]
+
+
+def prometheus_queries(repo_root: Path, **values: str) -> list[tuple[str, str, str]]:
+    """(dashboard uid, panel title, PromQL with macros and variables filled in) for every
+    Prometheus target. Keyword arguments override prometheus_values()' defaults."""
+    return _queries_of(repo_root, PROMETHEUS, values)
 
 
 def exemplar_queries(repo_root: Path, **values: str) -> list[tuple[str, str, str]]:
     """Like prometheus_queries(), for the targets with `"exemplar": true` only: Grafana also
     sends their PromQL to Prometheus' /api/v1/query_exemplars and draws what comes back."""
-    subs = prometheus_values(**values)
-    return [
-        (q.dashboard_uid, q.panel_title, substitute_variables(q.text, subs))
-        for q in iter_queries(repo_root)
-        if q.datasource.get("type") == PROMETHEUS and q.target.get("exemplar")
-    ]
+    return _queries_of(repo_root, PROMETHEUS, values, lambda target: target.get("exemplar"))
 
 
 _LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?P<selector>.+?)\s*,\s*(?P<label>\w+)\s*\)\s*$")
@@ -232,15 +234,6 @@ def default_time_range(hours: float = 24) -> tuple[datetime, datetime]:
 
 
 # ------------------------------------------------------------------------------ Loki and Tempo
-
-
-def _queries_of(repo_root: Path, datasource_type: str, values: dict[str, str]):
-    subs = prometheus_values(**values)
-    return [
-        (q.dashboard_uid, q.panel_title, substitute_variables(q.text, subs))
-        for q in iter_queries(repo_root)
-        if q.datasource.get("type") == datasource_type
-    ]
 
 
 def loki_queries(repo_root: Path, **values: str) -> list[tuple[str, str, str]]:
