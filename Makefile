@@ -61,9 +61,9 @@ system-tools:
 	scripts/install-node.sh
 	scripts/install-browser.sh
 
-# Regenerate bankops/report/sample/ from a real run of the native stack (about 3.5 minutes).
+# Regenerate report/sample/ from a real run of the native stack (about 3.5 minutes).
 report-sample: setup
-	$(VENV)/bin/python -m bankops.report.sample
+	$(VENV)/bin/python -m bank_report.sample
 
 # The benchmark (about 20 minutes; bankops/bench/README.md): writes
 # bankops/bench/results/latest.md and .json. wrk is installed from apt when missing.

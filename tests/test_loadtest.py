@@ -3,7 +3,7 @@ exports Locust's own numbers to Prometheus under the names docs/metrics.md promi
 each request with its own X-Request-ID and keeps the ids of the slowest and failed ones.
 
 The API runs here in a child process on an embedded PostgreSQL; Locust runs in child
-processes (bankops.loadtest.runner never imports Locust, whose gevent patching would leak into
+processes (bank_loadtest.runner never imports Locust, whose gevent patching would leak into
 this process).
 """
 
@@ -26,7 +26,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bankops.loadtest.runner import failed_examples, run_load
+from bank_loadtest.runner import failed_examples, run_load
 from bankops.processes import Service, free_port
 
 pytestmark = pytest.mark.slow
@@ -254,7 +254,7 @@ def test_smoke_run_exercises_every_endpoint_and_keeps_the_books(
         api: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "smoke"
     result = subprocess.run(
-        [sys.executable, "-m", "bankops.loadtest", "--host", api,
+        [sys.executable, "-m", "bank_loadtest", "--host", api,
          "--shape", "smoke", "--users", "5", "--duration", "15s", "--think-time", FAST_CUSTOMERS,
          "--run-dir", str(run_dir), "--web-port", str(free_port()), "--linger", "1"],
         capture_output=True, text=True, timeout=120)
@@ -443,7 +443,7 @@ def test_kept_request_ids_stay_bounded() -> None:
     Locust patches the standard library for gevent.)"""
     script = """
 import json, random
-from bankops.loadtest import request_ids as r
+from bank_loadtest import request_ids as r
 
 def sample(i, failed):
     return {"request_id": f"{i:032x}", "status": 500 if failed else 200,

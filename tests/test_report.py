@@ -1,7 +1,7 @@
 """The load-run report, made from real runs of the native stack.
 
 One stack (bankops.stack, with the API's fault switch enabled) serves two short Locust runs
-(bankops.loadtest), each turned into a report with bankops.report:
+(bank_loadtest), each turned into a report with bank_report:
 
 - a healthy run: the run folder has Locust's CSV files and a passing money check; the report
   has its HTML, Markdown and every chart it shows as a real PNG, the Prometheus charts among
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from bankops.loadtest.runner import run_load
+from bank_loadtest.runner import run_load
+from bank_report.generate import generate, worst_name
+from bank_report.locust_data import read_stats
 from bankops.processes import free_port, free_ports
-from bankops.report.generate import generate, worst_name
-from bankops.report.locust_data import read_stats
 from bankops.stack.native import NativeStack, Ports
 
 pytestmark = pytest.mark.slow

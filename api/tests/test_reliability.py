@@ -1,5 +1,6 @@
 """Overload, security headers and secrets."""
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -32,12 +33,23 @@ def test_overload_is_shed_with_503_and_retry_after(small_server):
         http.put("/admin/faults", headers={"Authorization": f"Bearer {TOKEN}"},
                  json={"latency_ms": 1500, "routes": ["/accounts/{account_id}"]})
 
-        def read(_):
-            with httpx.Client(base_url=small_server.url, timeout=30) as own:
-                return own.get(f"/accounts/{account['id']}")
+        # Clients made and connected first, then all eight sent at once: on a busy machine,
+        # making a client (its TLS context) can take longer than a slow request's 1.5 s.
+        clients = [httpx.Client(base_url=small_server.url, timeout=30) for _ in range(8)]
+        for own in clients:
+            own.get("/health/live")
+        start = threading.Barrier(8)
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            responses = list(pool.map(read, range(8)))
+        def read(own: httpx.Client) -> httpx.Response:
+            start.wait()
+            return own.get(f"/accounts/{account['id']}")
+
+        try:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                responses = list(pool.map(read, clients))
+        finally:
+            for own in clients:
+                own.close()
         shed = [r for r in responses if r.status_code == 503]
         served = [r for r in responses if r.status_code == 200]
         assert len(shed) + len(served) == 8

@@ -1,5 +1,5 @@
 """Load generators: wrk with the Lua scripts in wrk/, and the Locust mixed workload
-(python -m bankops.loadtest) for the API as its customers use it.
+(python -m bank_loadtest) for the API as its customers use it.
 
 wrk keeps a fixed number of connections busy (a closed loop: each connection sends its next
 request when the previous answer arrives), so a rate measured at the same concurrency can be
@@ -99,7 +99,7 @@ def summarize(raw: dict) -> dict:
 
 def locust_command(host: str, users: int, seconds: float, run_dir: Path, web_port: int,
                    database_url: str) -> list[str]:
-    argv = [sys.executable, "-m", "bankops.loadtest", "--host", host,
+    argv = [sys.executable, "-m", "bank_loadtest", "--host", host,
             "--shape", "steady", "--users", str(users), "--spawn-rate", str(users),
             "--duration", f"{max(1, round(seconds))}s", "--think-time", "0-0",
             "--run-dir", str(run_dir), "--web-port", str(web_port), "--linger", "1",

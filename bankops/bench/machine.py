@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 # The load-run report describes machines too.
-from bankops.report import machine as report_machine
+from bank_report import machine as report_machine
 
 REPO = Path(__file__).resolve().parents[2]
 

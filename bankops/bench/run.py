@@ -22,7 +22,7 @@ process of its own):
    metrics off; then metrics off, metrics on, logs+traces on); then the web ceiling, the
    bare FastAPI endpoint (bare_app.py), `def` and `async def`. Measuring each ratio's two
    sides one after the other keeps slow drift of a shared machine out of the ratios;
-2. the Locust mixed workload (python -m bankops.loadtest) and the cost of one /metrics scrape;
+2. the Locust mixed workload (python -m bank_loadtest) and the cost of one /metrics scrape;
 3. what logs and traces produced: the spans and traces the sink received (per measurement
    and in all) and the lines each API server wrote (none with them off).
 

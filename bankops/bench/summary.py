@@ -314,7 +314,7 @@ def markdown(results: dict) -> str:
         "Logs and traces are off unless the row says on (then the trace sink's CPU is in "
         "section 6, not in *other*).",
         "",
-        "### Locust mixed workload (bankops/loadtest/, steady shape, no think time)",
+        "### Locust mixed workload (loadtest/, steady shape, no think time)",
         "",
         _table(["workers", "req/s", "requests", "failure ratio", "p50 ms", "p95 ms", "p99 ms",
                 "books after the run", "CPU ms per request: API / PostgreSQL / Locust / other"],

@@ -24,7 +24,7 @@ Started, in this order, each with its log in <work>/logs/<name>.log:
 Locust is not started here. A load run's master serves its web UI and /export/prometheus on
 the Locust port, where Prometheus scrapes it as in compose:
 
-    python -m bankops.loadtest --host http://127.0.0.1:8000 --web-port 8089 --duration 2m
+    python -m bank_loadtest --host http://127.0.0.1:8000 --web-port 8089 --duration 2m
 
 Every service is a bankops.processes.Service: it runs in a session of its own, and stopping
 it stops everything it started.
@@ -441,7 +441,7 @@ class NativeStack:
             ("Prometheus", self.prometheus_url, "Status > Targets, Alerts"),
             ("Alertmanager", self.alertmanager_url, "alerts received from Prometheus"),
             ("postgres-exporter", f"{self.exporter_url}/metrics", ""),
-            ("Locust", self.locust_url, "during a load run: python -m bankops.loadtest "
+            ("Locust", self.locust_url, "during a load run: python -m bank_loadtest "
              f"--host {self.api_url} --web-port {self.ports.locust}"),
             ("PostgreSQL", self.database_url or "", ""),
             ("secrets", str(self.secrets_dir), "generated: admin_token (the fault switch), ..."),
