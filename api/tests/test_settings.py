@@ -65,3 +65,12 @@ def test_the_compose_env_file_does_not_disturb_make_run(isolated):
     # env.example's other values still apply.
     example = parse_env_file(REPO / "env.example")
     assert settings.web_concurrency == int(example["WEB_CONCURRENCY"])
+
+
+def test_request_head_limits_have_safe_defaults_and_floors(isolated):
+    settings = Settings()
+    assert (settings.header_timeout, settings.max_header_bytes, settings.max_connections) == (
+        10, 32_768, 2_048)
+    for bad in ({"header_timeout": 0}, {"max_header_bytes": 100}, {"max_connections": 1}):
+        with pytest.raises(ValidationError):
+            Settings(**bad)

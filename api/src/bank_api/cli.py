@@ -20,6 +20,7 @@ from alembic.config import Config
 from bank_api import audit
 from bank_api.core import embedded
 from bank_api.core.config import get_settings
+from bank_api.core.http_protocol import BoundedHeadProtocol
 from bank_api.observability import logs
 from bank_api.observability import multiprocess as metrics_multiprocess
 
@@ -68,7 +69,12 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.port,
         workers=settings.web_concurrency,
         proxy_headers=False,
-        timeout_graceful_shutdown=20,
+        # A request's head has a deadline and a size limit (uvicorn sets neither).
+        http=BoundedHeadProtocol,
+        # On SIGTERM, requests in flight get 5 s to finish (a bounded request takes far less:
+        # QUEUE_TIMEOUT, DB_POOL_TIMEOUT, DB_STATEMENT_TIMEOUT_MS), then the last spans get
+        # tracing.SHUTDOWN_SECONDS: a stop ends within Docker's 10 s grace period.
+        timeout_graceful_shutdown=5,
         server_header=False,  # do not advertise the server software
         # The same logging in every worker process; uvicorn's access line is replaced by the
         # API's own (api/request_layer.py), which knows the route and the request id.

@@ -77,8 +77,7 @@ class RequestLayer:
             elif name == b"transfer-encoding":
                 chunked = value
             elif name in tracing.CONTEXT_HEADERS:
-                trace_context = trace_context or {}
-                trace_context[name.decode()] = value.decode("latin-1")
+                trace_context = tracing.add_context_header(trace_context, name, value)
         request_id = correlation.request_id_from(
             request_id_header.decode("latin-1") if request_id_header is not None else None)
         route = route_name(scope)

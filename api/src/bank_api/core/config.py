@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     queue_timeout: float = Field(default=2.0, ge=0)
 
     max_body_bytes: int = Field(default=16_384, ge=256)
+    # A request's head (request line and headers) must arrive within HEADER_TIMEOUT seconds
+    # and fit in MAX_HEADER_BYTES, or the connection is closed (core/http_protocol.py):
+    # uvicorn bounds neither, so a client sending a byte a second, or megabytes of headers,
+    # would hold a connection and its memory for as long as it liked.
+    header_timeout: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=32_768, ge=4_096)
+    # Open connections per worker; one more is closed at once. With the two limits above, the
+    # heads a worker holds stay under MAX_CONNECTIONS x MAX_HEADER_BYTES (64 MiB).
+    max_connections: int = Field(default=2_048, ge=16)
     page_size_default: int = Field(default=20, ge=1)
     page_size_max: int = Field(default=100, ge=1)
 

@@ -15,10 +15,12 @@ MAX_LENGTH = 128
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9._:@/+=-]")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestInfo:
     request_id: str
     route: str | None  # the route template, None when no route matches
+    # Other libraries' log lines written for it so far (observability/log_limits.py caps them).
+    third_party_lines: int = 0
 
 
 CURRENT: ContextVar[RequestInfo | None] = ContextVar("bank_api_request", default=None)

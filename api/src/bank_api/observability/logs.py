@@ -19,7 +19,7 @@ from typing import Any, Literal
 from opentelemetry import trace
 from pythonjsonlogger.core import RESERVED_ATTRS
 
-from bank_api.observability import correlation
+from bank_api.observability import correlation, log_limits
 
 LogFormat = Literal["json", "console"]
 
@@ -42,21 +42,26 @@ class ContextFilter(logging.Filter):
 
 
 class BackgroundStreamHandler(QueueHandler):
-    """Lines written to stdout by a thread of their own.
+    """Lines written to stdout by a thread of their own, through a bounded queue.
 
     The thread that logs (the event loop, a database thread) only builds the record and
-    queues it; the filters run there, in the request's context (they add its ids). Formatting
-    and the write happen in the background, in order. A write is a system call, and a thread
-    that makes one under load can wait for the GIL long after it returns: a line written by
-    the request's own thread cost several times its formatting (bankops/bench/PROFILE.md).
-    This is the logging cookbook's QueueHandler and QueueListener pair; close() (at exit,
-    logging.shutdown) writes what is still queued. A record is formatted a moment after the
-    call, so its arguments must not change meanwhile: none here do (strings and numbers)."""
+    queues it; the filters run there, in the request's context (they add its ids and apply
+    the limits of log_limits.py). Formatting and the write happen in the background, in order.
+    A write is a system call, and a thread that makes one under load can wait for the GIL long
+    after it returns: a line written by the request's own thread cost several times its
+    formatting (bankops/bench/PROFILE.md). This is the logging cookbook's QueueHandler and
+    QueueListener pair, with the queue bounded: a record that finds it full (QUEUE_SIZE
+    records, a few megabytes) is dropped and counted, never held. close() (at exit,
+    logging.shutdown) writes what is still queued and the last count of drops. A record is
+    formatted a moment after the call, so its arguments must not change meanwhile: none here
+    do (strings and numbers)."""
+
+    QUEUE_SIZE = 10_000
 
     def __init__(self, stream: Any = None) -> None:
-        super().__init__(queue.SimpleQueue())
+        super().__init__(queue.Queue(self.QUEUE_SIZE))
         self.target = logging.StreamHandler(stream or sys.stdout)
-        self.listener = QueueListener(self.queue, self.target)
+        self.listener = _Writer(self.queue, self.target)
         self.listener.start()
         self.running = True
 
@@ -66,12 +71,37 @@ class BackgroundStreamHandler(QueueHandler):
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         return record  # queued as it is: formatted and written by the listener's thread
 
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            log_limits.DROPS.add("queue_full")
+            return
+        if (report := log_limits.DROPS.report()) is not None:
+            self._enqueue_report(report)
+
+    def _enqueue_report(self, report: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(report)
+        except queue.Full:
+            log_limits.DROPS.restore(report)  # said with a later line instead
+
     def close(self) -> None:
         if self.running:  # close() may come more than once (dictConfig, then shutdown)
             self.running = False
+            if (report := log_limits.DROPS.report(force=True)) is not None:
+                self._enqueue_report(report)
             self.listener.stop()  # drains the queue
         self.target.close()
         super().close()
+
+
+class _Writer(QueueListener):
+    """The background thread. Told to stop by a marker it waits to put, even into a full
+    queue (the stock listener's put_nowait would fail there): it is draining it."""
+
+    def enqueue_sentinel(self) -> None:
+        self.queue.put(self._sentinel)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -103,14 +133,18 @@ def config(log_format: LogFormat, level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "bank_api.observability.logs.ContextFilter"}},
+        "filters": {
+            "limits": {"()": "bank_api.observability.log_limits.LogLimits"},
+            "context": {"()": "bank_api.observability.logs.ContextFilter"},
+        },
         "formatters": {"default": formatters[log_format]},
         "handlers": {
             "stdout": {
                 "()": "bank_api.observability.logs.BackgroundStreamHandler",
                 "stream": "ext://sys.stdout",
                 "formatter": "default",
-                "filters": ["context"],
+                # The limits first: a record they drop costs nothing more.
+                "filters": ["limits", "context"],
             },
         },
         # uvicorn's loggers are reset to go through the same handler: its startup lines and

@@ -1,6 +1,17 @@
 """OpenTelemetry traces, exported over OTLP/HTTP, configured by the standard OTEL_* variables
 only: OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT), OTEL_SERVICE_NAME,
-OTEL_TRACES_SAMPLER[_ARG], OTEL_SDK_DISABLED, OTEL_BSP_* for batching.
+OTEL_TRACES_SAMPLER[_ARG], OTEL_SDK_DISABLED, OTEL_BSP_* for batching, OTEL_PROPAGATORS.
+
+A caller's context is read from W3C `traceparent` and `tracestate` only, unless
+OTEL_PROPAGATORS names more (the SDK's own default adds `baggage`, which the API does not use
+and whose parser writes a warning per malformed entry of any client's header). A header longer
+than MAX_CONTEXT_HEADER is not parsed at all, and a repeated `traceparent` voids the context
+(W3C Trace Context: which one would be the caller's?).
+
+Exporting is bounded: spans the backend does not take are counted
+(`bank_spans_dropped_total`), and at shutdown the last spans get SHUTDOWN_SECONDS to leave;
+what is still unsent then is dropped, counted and logged once, so a dead tracing backend never
+holds a stopping worker past a container's stop grace period.
 
 Off unless an endpoint is set: no provider, no database instrumentation, no server span, so
 `make run` pays nothing for it.
@@ -17,22 +28,37 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client import Counter
 from starlette.types import Scope
 
 from bank_api import __version__
 from bank_api.errors import BankError
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 DEFAULT_SERVICE_NAME = "bank-api"
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+# W3C's own limits: traceparent is 55 characters, tracestate "SHOULD" fit in 512, baggage in
+# 8,192. Anything longer is not a trace context, only work for a parser and lines in the log.
+MAX_CONTEXT_HEADER = 8_192
+# The time the last spans have to leave at shutdown: with uvicorn's 5 s for requests in
+# flight, a stop stays well within Docker's 10 s grace period.
+SHUTDOWN_SECONDS = 2.0
+
+SPANS_DROPPED = Counter(
+    "bank_spans_dropped",
+    "Spans not delivered to the tracing backend (it refused them or did not answer, or the "
+    "process stopped before they could leave)",
+)
 
 log = logging.getLogger(__name__)
 # The API's own spans. Until a provider is set this is a no-op tracer, a few microseconds a span.
@@ -67,17 +93,36 @@ def _step(name: str) -> Iterator[trace.Span]:
             raise
 
 
-# The headers a caller's trace context comes in: the configured propagators' (OTEL_PROPAGATORS;
-# by default W3C trace context and baggage), set by configure().
+# The headers a caller's trace context comes in: the configured propagators' (W3C
+# traceparent and tracestate unless OTEL_PROPAGATORS says otherwise), set by configure().
 CONTEXT_HEADERS: frozenset[bytes] = frozenset()
+_TRACEPARENT = "traceparent"
+
+
+def add_context_header(carrier: dict[str, list[str]] | None, name: bytes,
+                       value: bytes) -> dict[str, list[str]]:
+    """One of CONTEXT_HEADERS, into the carrier start_server_span extracts from. Repeated
+    fields are kept in order (tracestate and baggage combine them); a repeated traceparent
+    voids it; an oversized value is ignored."""
+    carrier = {} if carrier is None else carrier
+    if len(value) <= MAX_CONTEXT_HEADER:
+        carrier.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+    return carrier
+
+
+def _usable(carrier: dict[str, list[str]]) -> dict[str, list[str]] | None:
+    if len(carrier.get(_TRACEPARENT, ())) != 1:
+        return None  # none, or more than one: a new trace
+    return carrier
 
 
 def start_server_span(scope: Scope, route: str | None, request_id: str,
-                      carrier: dict[str, str] | None) -> trace.Span:
+                      carrier: dict[str, list[str]] | None) -> trace.Span:
     """The request's SERVER span, continuing the caller's trace (`carrier`: its context
-    headers) and following its sampling decision; the HTTP attributes of OpenTelemetry's
-    semantic conventions only when the span is sampled."""
+    headers, from add_context_header) and following its sampling decision; the HTTP
+    attributes of OpenTelemetry's semantic conventions only when the span is sampled."""
     method = scope["method"]
+    carrier = _usable(carrier) if carrier else None
     span = tracer.start_span(f"{method} {route}" if route else method, kind=SpanKind.SERVER,
                              context=propagate.extract(carrier) if carrier else None)
     if span.is_recording():
@@ -132,7 +177,7 @@ def enabled() -> bool:
 def configure() -> TracerProvider | None:
     """Start tracing in this process if the environment asks for it (once per process: the
     provider is global, and psycopg2 is instrumented module-wide). None when off."""
-    global _provider, CONTEXT_HEADERS
+    global _provider, _exporter, CONTEXT_HEADERS
     if _provider is not None or not enabled():
         return _provider
     # Imported here: a process with tracing off never loads the SDK or the exporter (about
@@ -142,29 +187,79 @@ def configure() -> TracerProvider | None:
     from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     attributes = {SERVICE_VERSION: __version__}
     if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get(
             "OTEL_RESOURCE_ATTRIBUTES", ""):
         attributes[SERVICE_NAME] = DEFAULT_SERVICE_NAME
+    if not os.environ.get("OTEL_PROPAGATORS", "").strip():
+        propagate.set_global_textmap(TraceContextTextMapPropagator())
     # The sampler comes from OTEL_TRACES_SAMPLER (default parentbased_always_on), the
     # exporter's endpoint, headers and timeout from OTEL_EXPORTER_OTLP_*.
     provider = TracerProvider(resource=Resource.create(attributes))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    _exporter = _CountingExporter(OTLPSpanExporter())
+    provider.add_span_processor(BatchSpanProcessor(_exporter))
     trace.set_tracer_provider(provider)
     CONTEXT_HEADERS = frozenset(name.lower().encode()
                                 for name in propagate.get_global_textmap().fields)
     # Spans for SQL statements only inside a traced request: api/request_layer.py suppresses
     # them for the paths that are not traced (health checks, /metrics).
     Psycopg2Instrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
-    log.info("tracing on: OTLP/HTTP to %s, sampler %s",
+    log.info("tracing on: OTLP/HTTP to %s, sampler %s, context from %s",
              next(os.environ[name] for name in ENDPOINT_VARIABLES if os.environ.get(name)),
-             os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on"))
+             os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
+             ", ".join(sorted(h.decode() for h in CONTEXT_HEADERS)))
     _provider = provider
     return provider
 
 
+class _CountingExporter:
+    """The OTLP exporter, with a count of the spans it could not deliver, and a way to give up
+    at once: after abandon(), a retry in progress stops at its next pause and every later
+    batch is dropped (and counted) without trying."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self._exporter = exporter
+        self._abandoned = False
+        self.dropped = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        result = (SpanExportResult.FAILURE if self._abandoned
+                  else self._exporter.export(spans))
+        if result is not SpanExportResult.SUCCESS:
+            self.dropped += len(spans)
+            SPANS_DROPPED.inc(len(spans))
+        return result
+
+    def abandon(self) -> None:
+        if not self._abandoned:
+            self._abandoned = True
+            self._exporter.shutdown()
+
+    def shutdown(self) -> None:
+        self.abandon()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+
+_exporter: _CountingExporter | None = None
+
+
 def shutdown() -> None:
-    """Export the spans still queued (at the end of the process's life)."""
-    if _provider is not None:
-        _provider.shutdown()
+    """Export the spans still queued (at the end of the process's life), for at most
+    SHUTDOWN_SECONDS; then drop the rest. What was never delivered is logged once."""
+    if _provider is None or _exporter is None:
+        return
+    flush = threading.Thread(target=_provider.shutdown, name="tracing-shutdown", daemon=True)
+    flush.start()
+    flush.join(SHUTDOWN_SECONDS)
+    if flush.is_alive():
+        _exporter.abandon()  # what is left fails at once, and is counted
+        flush.join(SHUTDOWN_SECONDS / 4)
+    if _exporter.dropped:
+        log.warning("%d spans were not delivered to the tracing backend", _exporter.dropped,
+                    extra={"event": "spans_dropped", "spans": _exporter.dropped})
