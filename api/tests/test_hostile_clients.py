@@ -254,6 +254,7 @@ def test_slow_or_oversized_request_heads_are_cut_off_while_others_are_served(
         assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
         head, _, body = answer.partition(b"\r\n\r\n")
         assert b"application/problem+json" in head
+        assert b"x-content-type-options: nosniff" in head  # the API's security headers
         assert json.loads(body)["code"] == "headers_too_large"
 
         # A kept-alive connection that starts a second request and stalls is cut off too.

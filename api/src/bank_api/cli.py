@@ -18,9 +18,9 @@ from alembic import command
 from alembic.config import Config
 
 from bank_api import audit
+from bank_api.api.http_protocol import BoundedHeadProtocol
 from bank_api.core import embedded
 from bank_api.core.config import get_settings
-from bank_api.core.http_protocol import BoundedHeadProtocol
 from bank_api.observability import logs
 from bank_api.observability import multiprocess as metrics_multiprocess
 

@@ -30,6 +30,12 @@ HTTP_CODES = {
 }
 
 
+def problem_body(status: int, code: str, title: str, detail: str) -> dict:
+    """The members every problem has; problem() adds the request's own."""
+    return {"type": f"urn:bank-api:problem:{code}", "title": title, "status": status,
+            "detail": detail, "code": code}
+
+
 def problem(
     status: int,
     code: str,
@@ -40,13 +46,7 @@ def problem(
     errors: list[dict] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = {
-        "type": f"urn:bank-api:problem:{code}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
+    body = problem_body(status, code, title, detail)
     if request is not None:
         body["instance"] = request.url.path
     if (request_id := current_request_id()) is not None:

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=16_384, ge=256)
     # A request's head (request line and headers) must arrive within HEADER_TIMEOUT seconds
-    # and fit in MAX_HEADER_BYTES, or the connection is closed (core/http_protocol.py):
+    # and fit in MAX_HEADER_BYTES, or the connection is closed (api/http_protocol.py):
     # uvicorn bounds neither, so a client sending a byte a second, or megabytes of headers,
     # would hold a connection and its memory for as long as it liked.
     header_timeout: float = Field(default=10.0, gt=0)

@@ -13,9 +13,8 @@ libraries' loggers pass these limits before they are queued (logs.py):
   THIRD_PARTY_PER_SECOND after that, so a flood of requests makes no flood of lines;
 - a message is cut to MAX_MESSAGE_CHARS.
 
-So a request writes at most LINES_PER_REQUEST lines, whatever its headers.
-- The queue itself is bounded (logs.py): when the writer cannot keep up, records are dropped
-  rather than held.
+So a request writes at most LINES_PER_REQUEST lines, whatever its headers. The queue itself is
+bounded too (logs.py): when the writer cannot keep up, records are dropped rather than held.
 
 Every drop is counted by reason in `bank_log_records_dropped_total`, and a line with the event
 `log_records_dropped` says how many were dropped, at most once every REPORT_EVERY seconds
@@ -25,6 +24,7 @@ while drops go on, and once more at exit.
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from prometheus_client import Counter
 
@@ -62,30 +62,32 @@ class Drops:
         with self._lock:
             self._pending[reason] = self._pending.get(reason, 0) + 1
 
-    def report(self, *, force: bool = False) -> logging.LogRecord | None:
-        """The `log_records_dropped` line when drops are pending and one is due (or forced,
-        at exit); the counts start again from zero once it is taken."""
+    def report(self, deliver: Callable[[logging.LogRecord], bool], *,
+               force: bool = False) -> None:
+        """Hand `deliver` the `log_records_dropped` line when drops are pending and one is due
+        (or forced, at exit). Once it is delivered, its counts are no longer pending; if it
+        could not be, a later line says them."""
         if not self._pending:  # the usual case, asked for every line: no lock
-            return None
+            return
         now = time.monotonic()
         with self._lock:
             if not self._pending or (not force and now - self._reported_at < REPORT_EVERY):
-                return None
-            counts, self._pending, self._reported_at = self._pending, {}, now
+                return
+            counts = dict(self._pending)
         total = sum(counts.values())
-        return logging.getLogger("bank_api.logs").makeRecord(
+        record = logging.getLogger("bank_api.logs").makeRecord(
             "bank_api.logs", logging.WARNING, __file__, 0,
             "%d log records dropped: %s", (total, ", ".join(
                 f"{count} {reason}" for reason, count in sorted(counts.items()))),
             None, extra={"event": "log_records_dropped", "dropped": total} | {
                 f"dropped_{reason}": count for reason, count in counts.items()})
-
-    def restore(self, record: logging.LogRecord) -> None:
-        """A report that could not be queued: its counts are pending again."""
-        with self._lock:
-            for reason in ("request_cap", "rate_limit", "queue_full"):
-                if count := getattr(record, f"dropped_{reason}", 0):
-                    self._pending[reason] = self._pending.get(reason, 0) + count
+        if deliver(record):
+            with self._lock:  # drops counted meanwhile stay pending
+                for reason, count in counts.items():
+                    self._pending[reason] -= count
+                    if not self._pending[reason]:
+                        del self._pending[reason]
+                self._reported_at = now
 
 
 DROPS = Drops()

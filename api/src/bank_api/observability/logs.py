@@ -72,25 +72,22 @@ class BackgroundStreamHandler(QueueHandler):
         return record  # queued as it is: formatted and written by the listener's thread
 
     def enqueue(self, record: logging.LogRecord) -> None:
+        if not self._put(record):
+            log_limits.DROPS.add("queue_full")
+            return
+        log_limits.DROPS.report(self._put)
+
+    def _put(self, record: logging.LogRecord) -> bool:
         try:
             self.queue.put_nowait(record)
         except queue.Full:
-            log_limits.DROPS.add("queue_full")
-            return
-        if (report := log_limits.DROPS.report()) is not None:
-            self._enqueue_report(report)
-
-    def _enqueue_report(self, report: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(report)
-        except queue.Full:
-            log_limits.DROPS.restore(report)  # said with a later line instead
+            return False
+        return True
 
     def close(self) -> None:
         if self.running:  # close() may come more than once (dictConfig, then shutdown)
             self.running = False
-            if (report := log_limits.DROPS.report(force=True)) is not None:
-                self._enqueue_report(report)
+            log_limits.DROPS.report(self._put, force=True)
             self.listener.stop()  # drains the queue
         self.target.close()
         super().close()

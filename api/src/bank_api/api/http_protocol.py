@@ -23,6 +23,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from bank_api.api import security_headers
+from bank_api.api.problems import PROBLEM_JSON, problem_body
 from bank_api.core.config import get_settings
 
 HEADS_REFUSED = Counter(
@@ -99,18 +101,15 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _refuse_431(self) -> None:
-        # The API's problem shape (api/problems.py), written here: the app never sees this
-        # request, and it has no request id yet (its headers were never read).
-        body = json.dumps({
-            "type": "urn:bank-api:problem:headers_too_large",
-            "title": "Request header fields too large", "status": 431,
-            "detail": f"The request line and headers must fit in {self.max_header_bytes} bytes.",
-            "code": "headers_too_large"}).encode()
-        self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/problem+json\r\n"
-            b"x-content-type-options: nosniff\r\n"
-            b"cache-control: no-store\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\n"
-            b"connection: close\r\n\r\n" + body)
+        # Written here, not by the app, which never sees this request: the API's problem
+        # (without a request id, whose header was never read) and its security headers.
+        body = json.dumps(problem_body(
+            431, "headers_too_large", "Request header fields too large",
+            f"The request line and headers must fit in {self.max_header_bytes} bytes.")).encode()
+        headers = [(b"content-type", PROBLEM_JSON.encode()),
+                   (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+        security_headers.add(headers, "")
+        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                             + b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+                             + b"\r\n" + body)
         self.transport.close()
