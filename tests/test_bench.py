@@ -4,8 +4,8 @@ Nothing here is timed: rates and ratios are the benchmark's result, not a test's
 checked is that every measurement ran and was clean. pgbench's scripts run against the real
 schema without a failed transaction, every API answer under wrk is a success, the Locust mix
 passes, the scrape and series check ran, and the books balance afterwards, pgbench's writes
-included. That last check is what keeps bankops/bench/pgbench/*.sql honest when the API's SQL
-changes.
+included. (That pgbench/*.sql are the API's statements, statement by statement, is
+tests/test_pgbench_sql.py's check; that their writes keep the books is this one's.)
 
 The API variant with logs and traces on must really have had them on (its spans reached the
 trace sink, its JSON lines its log file) and the variants with them off must not: otherwise
@@ -85,9 +85,12 @@ def test_the_quick_benchmark_runs_clean(tmp_path):
     sampled = float(servers.TELEMETRY_ON.get("OTEL_TRACES_SAMPLER_ARG", "1"))
     share = sink["traces"] / events["request"]
     assert 0.5 * sampled <= share <= min(1.0, 1.5 * sampled), (share, sampled)
-    assert events.get("money_moved", 0) > 0, logs
+    # One line per request: money moved is a field of the request's line, not a line of its own.
+    assert logs["telemetry"]["by_outcome"].get("moved", 0) > 0, logs
+    assert set(events) <= {"request", "(no event)"}, logs  # (no event): start-up lines
     for variant in ("on", "off"):
         assert logs[variant]["json_lines"] == 0 and logs[variant]["by_event"] == {}, logs
+        assert logs[variant]["by_outcome"] == {}, logs
 
     assert result["series_check"]["equal"], result["series_check"]
     assert result["books"]["verdict"] == "pass", result["books"]

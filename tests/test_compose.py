@@ -598,11 +598,9 @@ def test_locust_image_is_the_locked_locust() -> None:
         assert services()[name]["image"] == f"locustio/locust:{locked}"
 
 
-def test_locustfile_imports_only_what_the_locust_image_has() -> None:
-    """The locustio/locust image holds Locust and its dependencies, nothing else, and the
-    mounted loadtest/ folder, which Locust puts on sys.path: every module the Locust files
-    import, transitively from locustfile.py, must be the standard library, a module of the
-    mounted bank_loadtest package, or from a distribution the image has."""
+def locust_image_distributions() -> set[str]:
+    """The distributions the locustio/locust image holds: Locust and, transitively, its
+    dependencies as uv.lock names them (Windows-only ones left out)."""
     lock = {p["name"]: p for p in tomllib.loads(
         (REPO / "uv.lock").read_text(encoding="utf-8"))["package"]}
     image_dists, todo = set(), ["locust"]
@@ -612,51 +610,83 @@ def test_locustfile_imports_only_what_the_locust_image_has() -> None:
             image_dists.add(name)
             todo += [d["name"] for d in lock[name].get("dependencies", [])
                      if "win32" not in d.get("marker", "")]
+    return image_dists
+
+
+def mounted_source(module: str) -> Path | None:
+    """The file of a module in the mounted folder, as Locust's sys.path finds it."""
+    base = LOCUST_DIR.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def modules_imported_by(module: str, path: Path) -> list[str]:
+    """The modules `module` (its file: path) imports, in the file's order, as absolute
+    names."""
+    # The package relative imports start from: a package's own name, a module's parent.
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    modules: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules += modules_imported_from(node, package, path)
+    return modules
+
+
+def modules_imported_from(node: ast.ImportFrom, package: str, path: Path) -> list[str]:
+    """The modules a `from … import …` in `package` imports."""
+    assert node.level == 0 or package, f"{path.name}: relative import, no package"
+    base = (package.rsplit(".", node.level - 1)[0] if node.level else "")
+    stem = ".".join(filter(None, [base, node.module or ""]))
+    # `from package import module` imports a module; `from module import name` a name of it.
+    return [f"{stem}.{alias.name}" if mounted_source(f"{stem}.{alias.name}") else stem
+            for alias in node.names]
+
+
+def mounted_packages_of(module: str) -> list[str]:
+    """The module and its parent packages that are in the mounted folder: a submodule
+    imports its parent packages first."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)
+            if mounted_source(".".join(parts[:i]))]
+
+
+def is_standard_library(module: str) -> bool:
+    """Whether Python itself has the module, in any image."""
+    top = module.split(".")[0]
+    return top in sys.stdlib_module_names or top == "__future__"
+
+
+def test_locustfile_imports_only_what_the_locust_image_has() -> None:
+    """The locustio/locust image holds Locust and its dependencies, nothing else, and the
+    mounted loadtest/ folder, which Locust puts on sys.path: every module the Locust files
+    import, transitively from locustfile.py, must be the standard library, a module of the
+    mounted bank_loadtest package, or from a distribution the image has."""
+    image_dists = locust_image_distributions()
     module_dists = importlib.metadata.packages_distributions()
 
-    def source(module: str) -> Path | None:
-        """The file of a module in the mounted folder, as Locust's sys.path finds it."""
-        base = LOCUST_DIR.joinpath(*module.split("."))
-        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-        return None
-
-    missing: dict[str, set[str]] = {}
+    missing: dict[str, set[str]] = {}  # top-level module -> the files importing it
     seen, todo = set(), ["locustfile"]  # what `locust -f locustfile.py` loads, transitively
     while todo:
         current = todo.pop()
         if current in seen:
             continue
         seen.add(current)
-        path = source(current)
+        path = mounted_source(current)
         assert path is not None, f"{current} is not in the mounted folder"
-        package = current if path.name == "__init__.py" else current.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                assert node.level == 0 or package, f"{path.name}: relative import, no package"
-                base = (package.rsplit(".", node.level - 1)[0] if node.level else "")
-                stem = ".".join(filter(None, [base, node.module or ""]))
-                # `from package import module` imports a module; `from module import name`
-                # a name of it.
-                modules = [f"{stem}.{alias.name}" if source(f"{stem}.{alias.name}") else stem
-                           for alias in node.names]
-            else:
-                continue
-            for module in modules:
-                parts = module.split(".")
-                # A submodule imports its parent packages first.
-                local = [".".join(parts[:i]) for i in range(1, len(parts) + 1)
-                         if source(".".join(parts[:i]))]
-                if local:
-                    todo += local
-                elif parts[0] not in sys.stdlib_module_names and parts[0] != "__future__":
-                    dists = {re.sub(r"[-_.]+", "-", d).lower()
-                             for d in module_dists.get(parts[0], [])}
-                    if not dists & image_dists:
-                        missing.setdefault(parts[0], set()).add(path.name)
+        for module in modules_imported_by(current, path):
+            local = mounted_packages_of(module)
+            if local:
+                todo += local
+            elif not is_standard_library(module):
+                top = module.split(".")[0]
+                # Distribution names as uv.lock spells them (PEP 503 normalized).
+                dists = {re.sub(r"[-_.]+", "-", d).lower() for d in module_dists.get(top, [])}
+                if not dists & image_dists:
+                    missing.setdefault(top, set()).add(path.name)
     assert missing == {}, "not in the locustio/locust image (only Locust and its dependencies)"
     # The walk reached the Locust files, and never the runner's side (httpx, bank_api, ...).
     assert seen >= {"locustfile", "bank_loadtest", "bank_loadtest.customer",

@@ -36,6 +36,7 @@ import pytest
 import yaml
 
 import dashboard_queries as dq  # from tests/, by pytest's rootdir-based import mode
+from bank_api.observability import request_record
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA_TYPECHECK = REPO / "tests" / "grafana"
@@ -86,7 +87,11 @@ API_LOG_BASE_FIELDS = {
     "timestamp", "level", "logger", "message", "request_id", "route", "trace_id", "span_id",
 }
 LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
-NUMERIC_LOG_FIELDS = {"status", "duration_ms", "amount", "account_id", "latency_ms"}
+# The outcomes a request's line can tell (observability/request_record.py).
+OUTCOMES = {request_record.MOVED, request_record.REPLAYED, request_record.REFUSED,
+            request_record.FAILED, request_record.OPENED, request_record.CLOSED}
+NUMERIC_LOG_FIELDS = {"status", "duration_ms", "amount", "account_id", "latency_ms",
+                      "destination_account_id", "request_bytes", "response_bytes"}
 # Pipeline stages a dashboard query may use: line filters, the json parser, label filters.
 LOGQL_STAGES = {"LineFilters", "LabelParser", "LabelFilter"}
 
@@ -642,9 +647,12 @@ def test_tempo_targets_are_traceql_searches():
 
 @cache
 def api_log_contract() -> tuple[frozenset[str], frozenset[str]]:
-    """(fields, event names) of the API's JSON log lines: the fields every line has and the
-    keys of every `extra={...}` a logging call in the API passes, read from its source."""
-    fields, events = set(API_LOG_BASE_FIELDS), set()
+    """(fields, event names) of the API's JSON log lines: the fields every line has, those of
+    the request's one line (observability/request_record.py), and the keys of every
+    `extra={...}` a logging call in the API passes, read from its source."""
+    fields = set(API_LOG_BASE_FIELDS) | set(request_record.LINE_FIELDS) | set(
+        request_record.OUTCOME_FIELDS)
+    events = {"request"}
     for path in API_LOGS.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call):
@@ -663,8 +671,8 @@ def api_log_contract() -> tuple[frozenset[str], frozenset[str]]:
 def test_api_log_contract_is_read():
     """Guards the reading of the API's logging calls that the LogQL checks rely on."""
     fields, events = api_log_contract()
-    assert {"event", "method", "status", "duration_ms", "operation", "code"} <= fields
-    assert {"request", "refused", "unhandled_error", "database_unavailable"} <= events
+    assert {"event", "method", "status", "duration_ms", "operation", "outcome", "code"} <= fields
+    assert {"request", "unhandled_error", "database_unavailable"} <= events
     assert fields >= NUMERIC_LOG_FIELDS
 
 
@@ -691,7 +699,7 @@ def unquote(literal: str) -> str:
 
 def check_log_field(field: str, op: str, value: str, at: str) -> None:
     fields, events = api_log_contract()
-    known = {"level": LOG_LEVELS, "event": events}
+    known = {"level": LOG_LEVELS, "event": events, "outcome": OUTCOMES}
     if field == "__error__":  # set by `| json` on a line that is not JSON
         assert (op, value) == ("Eq", ""), f"{at}: only __error__=\"\" (drop unparsable lines)"
         return
@@ -841,6 +849,8 @@ def test_the_query_checks_reject_wrong_queries():
         ("logql", '{service="api"} | json | lvl="ERROR"'),  # no such field
         ("logql", '{service="api"} | json | level=~"ERR"'),  # matches no level
         ("logql", '{service="api"} | json | event="refusal"'),  # no such event
+        ("logql", '{service="api"} | json | event="refused"'),  # an outcome now, not an event
+        ("logql", '{service="api"} | json | outcome="rejected"'),  # no such outcome
         ("logql", '{service="api"} | json | route >= 5'),  # not a number
         ("logql", 'count_over_time({service="api"}[1m])'),  # a metric query
         ("traceql", '{span.http.route="/accounts"}'),  # not only the API's spans

@@ -75,15 +75,15 @@ class Api:
     url: str
     log: Path  # one JSON object per line (LOG_FORMAT=json)
 
-    def access_lines(self) -> dict[str, dict]:
-        """The API's access log lines so far, by request id."""
+    def request_lines(self) -> dict[str, dict]:
+        """The API's request lines so far (one per request), by request id."""
         lines = {}
         for line in self.log.read_text().splitlines():
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get("logger") == "bank_api.access" and "request_id" in record:
+            if record.get("logger") == "bank_api.request" and "request_id" in record:
                 lines[record["request_id"]] = record
         return lines
 
@@ -369,7 +369,7 @@ def faulty_run(api_service: Api, distributed_run: dict,
     kept = json.loads((run_dir / "locust_request_ids.json").read_text())
     return {"run_dir": run_dir, "sent": proxy.from_locust(), "stats": stats,
             "failures": failures, "kept": {(e["method"], e["name"]): e for e in kept["names"]},
-            "kept_file": kept, "api_lines": api_service.access_lines()}
+            "kept_file": kept, "api_lines": api_service.request_lines()}
 
 
 def test_every_request_carries_its_own_request_id(faulty_run: dict) -> None:

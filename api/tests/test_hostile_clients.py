@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import psutil
@@ -206,6 +206,12 @@ def read_response(connection: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+# Opens a socket to the server under test that the test's cleanup closes.
+Connect = Callable[[], socket.socket]
+SLOW_CLIENTS = 20
+SLOW_HEAD = b"GET /accounts HTTP/1.1\r\n"  # dripped one byte a second, never finished
+
+
 def test_slow_or_oversized_request_heads_are_cut_off_while_others_are_served(
         database_url: str) -> None:
     server = LiveServer(database_url, HEADER_TIMEOUT="2", MAX_HEADER_BYTES="8192",
@@ -216,75 +222,106 @@ def test_slow_or_oversized_request_heads_are_cut_off_while_others_are_served(
         def connect() -> socket.socket:
             return cleanup.enter_context(socket.create_connection(("127.0.0.1", server.port)))
 
-        slow = [connect() for _ in range(20)]  # a header byte a second
-        silent = connect()  # connects, never sends a byte
-        closed_at: dict[int, float] = {}
-        started = time.monotonic()
-        with httpx.Client(base_url=server.url, timeout=5) as http:
-            for second in range(6):
-                for i, connection in enumerate(slow):
-                    if i not in closed_at:
-                        try:
-                            connection.sendall(b"GET /accounts HTTP/1.1\r\n"[second:second + 1])
-                        except OSError:
-                            closed_at[i] = time.monotonic() - started
-                # Normal requests are served meanwhile.
-                assert http.get("/health/live").status_code == 200
-                assert http.get("/accounts").status_code == 200
-                time.sleep(1)
-        for i, connection in enumerate(slow):
-            connection.settimeout(0.5)
-            try:
-                if connection.recv(1) == b"":
-                    closed_at.setdefault(i, time.monotonic() - started)
-            except OSError:
-                closed_at.setdefault(i, time.monotonic() - started)
-        silent.settimeout(0.5)
-        assert silent.recv(1) == b"", "a silent connection is closed too"
-        assert len(closed_at) == len(slow), "every slow connection was closed"
-        assert max(closed_at.values()) < 2 + 3  # HEADER_TIMEOUT, and the test's own pace
-
-        big = connect()
-        big.sendall(b"GET /accounts HTTP/1.1\r\nHost: x\r\n")
-        with contextlib.suppress(OSError):  # closed while sending: the answer is in the buffer
-            for _ in range(16):
-                big.sendall(b"X-Big: " + b"a" * 1000 + b"\r\n")
-        big.settimeout(5)
-        answer = big.recv(4096)
-        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
-        head, _, body = answer.partition(b"\r\n\r\n")
-        assert b"application/problem+json" in head
-        assert b"x-content-type-options: nosniff" in head  # the API's security headers
-        assert json.loads(body)["code"] == "headers_too_large"
-
-        # A kept-alive connection that starts a second request and stalls is cut off too.
-        kept = connect()
-        kept.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-        kept.settimeout(5)
-        assert read_response(kept).startswith(b"HTTP/1.1 200")
-        kept.sendall(b"GET /acc")
-        assert kept.recv(1) == b""  # within 2 s; the 5 s timeout would raise
-
-        # Past MAX_CONNECTIONS, a connection is closed as soon as it opens; once some close,
-        # new ones are served again.
-        crowd = [connect() for _ in range(45)]
-        time.sleep(0.5)  # well before HEADER_TIMEOUT would close any of them
-        closed = 0
-        for connection in crowd:
-            connection.setblocking(False)
-            with contextlib.suppress(BlockingIOError):  # still open
-                closed += connection.recv(1) == b""
-        assert closed == 5, "the connections past the limit were closed at once"
-        for connection in crowd:
-            connection.close()
-        time.sleep(0.5)
-        with httpx.Client(base_url=server.url, timeout=5) as http:
-            assert http.get("/health/live").status_code == 200
+        check_slow_and_silent_heads_are_cut_off(server, connect)
+        check_an_oversized_head_is_refused_with_431(connect)
+        check_a_stalled_second_request_is_cut_off(connect)
+        check_connections_past_the_limit_are_closed(server, connect)
 
         metrics = scrape(server.url)
         assert value(metrics, "bank_http_request_heads_refused_total",
                      reason="too_many_connections") >= 5
+        # The slow ones, the silent one and the stalled kept-alive one.
         assert value(metrics, "bank_http_request_heads_refused_total",
-                     reason="header_timeout") >= len(slow) + 2
+                     reason="header_timeout") >= SLOW_CLIENTS + 2
         assert value(metrics, "bank_http_request_heads_refused_total",
                      reason="header_too_large") == 1
+
+
+def check_slow_and_silent_heads_are_cut_off(server: LiveServer, connect: Connect) -> None:
+    """Clients that send their head a byte a second, or send nothing, are disconnected
+    within HEADER_TIMEOUT (2 s), while normal requests go on being served."""
+    slow = [connect() for _ in range(SLOW_CLIENTS)]
+    silent = connect()  # connects, never sends a byte
+    closed_at: dict[int, float] = {}  # slow connection's index -> seconds until it was closed
+    started = time.monotonic()
+    with httpx.Client(base_url=server.url, timeout=5) as http:
+        for second in range(6):
+            send_next_head_byte(slow, SLOW_HEAD[second:second + 1], closed_at, started)
+            # Normal requests are served meanwhile.
+            assert http.get("/health/live").status_code == 200
+            assert http.get("/accounts").status_code == 200
+            time.sleep(1)
+    note_closed_connections(slow, closed_at, started)
+    silent.settimeout(0.5)
+    assert silent.recv(1) == b"", "a silent connection is closed too"
+    assert len(closed_at) == len(slow), "every slow connection was closed"
+    assert max(closed_at.values()) < 2 + 3  # HEADER_TIMEOUT, and the test's own pace
+
+
+def send_next_head_byte(slow: list[socket.socket], byte: bytes,
+                        closed_at: dict[int, float], started: float) -> None:
+    """Send `byte` on each slow connection still open; a failed send means the server
+    closed it, so note when."""
+    for i, connection in enumerate(slow):
+        if i not in closed_at:
+            try:
+                connection.sendall(byte)
+            except OSError:
+                closed_at[i] = time.monotonic() - started
+
+
+def note_closed_connections(slow: list[socket.socket], closed_at: dict[int, float],
+                            started: float) -> None:
+    """Note the slow connections the server has closed since the last send (reading gives
+    b"" or fails), keeping the earlier time of those already noted."""
+    for i, connection in enumerate(slow):
+        connection.settimeout(0.5)
+        try:
+            if connection.recv(1) == b"":
+                closed_at.setdefault(i, time.monotonic() - started)
+        except OSError:
+            closed_at.setdefault(i, time.monotonic() - started)
+
+
+def check_an_oversized_head_is_refused_with_431(connect: Connect) -> None:
+    """A head past MAX_HEADER_BYTES gets the API's own 431 problem, security headers included."""
+    big = connect()
+    big.sendall(b"GET /accounts HTTP/1.1\r\nHost: x\r\n")
+    with contextlib.suppress(OSError):  # closed while sending: the answer is in the buffer
+        for _ in range(16):
+            big.sendall(b"X-Big: " + b"a" * 1000 + b"\r\n")
+    big.settimeout(5)
+    answer = big.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"application/problem+json" in head
+    assert b"x-content-type-options: nosniff" in head  # the API's security headers
+    assert json.loads(body)["code"] == "headers_too_large"
+
+
+def check_a_stalled_second_request_is_cut_off(connect: Connect) -> None:
+    """A kept-alive connection that starts a second request and stalls is cut off too."""
+    kept = connect()
+    kept.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    kept.settimeout(5)
+    assert read_response(kept).startswith(b"HTTP/1.1 200")
+    kept.sendall(b"GET /acc")
+    assert kept.recv(1) == b""  # within 2 s; the 5 s timeout would raise
+
+
+def check_connections_past_the_limit_are_closed(server: LiveServer, connect: Connect) -> None:
+    """Past MAX_CONNECTIONS (40), a connection is closed as soon as it opens; once some
+    close, new ones are served again."""
+    crowd = [connect() for _ in range(45)]
+    time.sleep(0.5)  # well before HEADER_TIMEOUT would close any of them
+    closed = 0
+    for connection in crowd:
+        connection.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # still open
+            closed += connection.recv(1) == b""
+    assert closed == 5, "the connections past the limit were closed at once"
+    for connection in crowd:
+        connection.close()
+    time.sleep(0.5)
+    with httpx.Client(base_url=server.url, timeout=5) as http:
+        assert http.get("/health/live").status_code == 200

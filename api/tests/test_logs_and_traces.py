@@ -2,11 +2,13 @@
 
 The server writes JSON log lines (LOG_FORMAT=json) and exports its spans over OTLP/HTTP to a
 receiver in this process (bankops.otlp_receiver, decoded with opentelemetry-proto: the SDK is
-not mocked). For the same request, the X-Request-ID, the problem body, the log line, the span
-and the exemplar on /metrics must all agree.
+not mocked). For the same request, the X-Request-ID, the problem body, the request's one log
+line (the canonical line: its outcome in fields), the span and the exemplar on /metrics must
+all agree.
 """
 
 import json
+import os
 import re
 import sys
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bank_api.observability import request_record
 from bankops.otlp_receiver import OtlpReceiver, Span
 from bankops.processes import Service, free_port
 from helpers import LiveServer, assert_problem, open_account
@@ -59,7 +62,7 @@ def log_lines(server: LiveServer) -> list[dict]:
 
 
 def lines_of(server: LiveServer, request_id: str) -> list[dict]:
-    """The request's log lines, once its request line (written after the answer) is there."""
+    """The request's log lines, once its request line (written when it ends) is there."""
     deadline = time.monotonic() + 5
     while True:
         lines = [line for line in log_lines(server) if line.get("request_id") == request_id]
@@ -77,6 +80,15 @@ def wait_for_trace(receiver: OtlpReceiver, trace_id: str, root_name: str) -> lis
             return spans
         time.sleep(0.05)
     raise AssertionError(f"no server span {root_name!r} for trace {trace_id}")
+
+
+def request_line(server: LiveServer, request_id: str) -> dict:
+    """The request's one line: no other line is written for a request that went well or was
+    refused."""
+    [line] = lines_of(server, request_id)
+    assert line["event"] == "request" and line["logger"] == "bank_api.request", line
+    assert line["request_id"] == request_id
+    return line
 
 
 def trace_of(server: LiveServer, request_id: str) -> str:
@@ -112,6 +124,18 @@ def test_a_credit_is_one_trace_with_the_ledger_steps_and_their_sql(
     assert root.attributes["http.response.status_code"] == 201
     assert root.attributes["http.request.id"] == request_id
     assert root.status == "STATUS_CODE_UNSET"
+    # The outcome, the same on the span and on the line.
+    line = request_line(server, request_id)
+    outcome = {"operation": "credit", "outcome": "moved", "account_id": account["id"],
+               "amount": 500, "currency": account["currency"]}
+    assert {key: line.get(key) for key in outcome} == outcome
+    assert {key: root.attributes.get(key) for key in (
+        "bank.operation", "bank.outcome", "bank.account.id", "bank.amount", "bank.currency")} == {
+        "bank.operation": "credit", "bank.outcome": "moved", "bank.account.id": account["id"],
+        "bank.amount": 500, "bank.currency": account["currency"]}
+    assert line["span_id"] == root.span_id and line["status"] == 201
+    assert line["response_bytes"] == len(response.content) > 0
+    assert line["request_bytes"] == len(response.request.content) > 0
     steps = {child.name: child for child in root.children}
     assert {"idempotency claim", "lock accounts", "write ledger"} <= set(steps)
     sql = {name: " ".join(d.attributes.get("db.statement", "") for d in descendants(step)[1:])
@@ -124,15 +148,18 @@ def test_a_credit_is_one_trace_with_the_ledger_steps_and_their_sql(
     assert all(span.kind == "SPAN_KIND_CLIENT" for span in spans
                if "db.statement" in span.attributes)
 
-    # The retry with the same key: a replay, logged and marked on its span.
+    # The retry with the same key: a replay, a field of its one line and an event on its span.
     retry = api.post(f"/accounts/{account['id']}/transactions",
                      json={"direction": "credit", "amount": 500}, headers=key)
     assert retry.headers["Idempotent-Replayed"] == "true"
     retry_id = retry.headers["X-Request-ID"]
     assert retry_id != request_id
-    assert {line["event"] for line in lines_of(server, retry_id)} == {"replayed", "request"}
+    line = request_line(server, retry_id)
+    assert (line["operation"], line["outcome"], line["status"]) == ("credit", "replayed", 201)
+    assert "amount" not in line  # nothing moved
     root = server_span(wait_for_trace(receiver, trace_of(server, retry_id), f"POST {TRANSACTIONS}"))
     assert ("idempotent replay", {}) in root.events
+    assert root.attributes["bank.outcome"] == "replayed"
 
 
 def test_a_transfer_locks_both_accounts_and_writes_once(
@@ -165,16 +192,16 @@ def test_a_refusal_is_an_event_on_an_unerrored_span_and_everything_agrees(
     assert response.headers["X-Request-ID"] == request_id
     assert body["request_id"] == request_id
 
-    # The log lines: the request line and the refusal, with the same request and trace ids.
-    lines = lines_of(server, request_id)
-    assert {line["event"] for line in lines} == {"refused", "request"}
-    [refused] = [line for line in lines if line["event"] == "refused"]
-    assert refused["code"] == "insufficient_funds" and refused["operation"] == "debit"
-    assert refused["route"] == TRANSACTIONS and refused["level"] == "INFO"
-    [request] = [line for line in lines if line["event"] == "request"]
-    assert {key: request[key] for key in ("logger", "method", "route", "status")} == {
-        "logger": "bank_api.access", "method": "POST", "route": TRANSACTIONS, "status": 409}
-    assert request["duration_ms"] > 0 and request["client"] == "127.0.0.1"
+    # The request's one line: the refusal in its fields, the same request and trace ids.
+    line = request_line(server, request_id)
+    assert {key: line[key] for key in (
+        "level", "method", "route", "status", "operation", "outcome", "code", "account_id",
+        "amount")} == {
+        "level": "INFO", "method": "POST", "route": TRANSACTIONS, "status": 409,
+        "operation": "debit", "outcome": "refused", "code": "insufficient_funds",
+        "account_id": account["id"], "amount": 10_000}
+    assert line["code"] == body["code"]
+    assert line["duration_ms"] > 0 and line["client"] == "127.0.0.1"
     trace_id = trace_of(server, request_id)
     assert re.fullmatch(r"[0-9a-f]{32}", trace_id)
 
@@ -183,7 +210,9 @@ def test_a_refusal_is_an_event_on_an_unerrored_span_and_everything_agrees(
     assert root.attributes["http.request.id"] == request_id
     assert root.status == "STATUS_CODE_UNSET"
     assert ("refused", {"bank.refusal.code": "insufficient_funds"}) in root.events
-    assert refused["span_id"] in {span.span_id for span in descendants(root)}
+    assert root.attributes["bank.outcome"] == "refused"
+    assert root.attributes["bank.problem.code"] == "insufficient_funds"
+    assert line["span_id"] == root.span_id
     assert {span.status for span in descendants(root)} == {"STATUS_CODE_UNSET"}
 
     # The exemplar: the bucket this request's latency fell in points at its trace (other
@@ -239,6 +268,9 @@ def test_an_unknown_account_is_no_error_on_any_span(
     assert [child.name for child in root.children] == ["lock accounts"]
     assert {span.status for span in spans} == {"STATUS_CODE_UNSET"}
     assert not [event for span in spans for event in span.events]
+    line = request_line(server, response.headers["X-Request-ID"])
+    assert (line["operation"], line["outcome"], line["code"]) == ("credit", "failed", "not_found")
+    assert root.attributes["bank.outcome"] == "failed"
 
 
 def test_a_5xx_and_an_exception_mark_their_spans_as_errors(
@@ -252,6 +284,7 @@ def test_a_5xx_and_an_exception_mark_their_spans_as_errors(
     finally:
         api.delete("/admin/faults", headers=auth)
     assert_problem(response, 500, "fault_injected")
+    assert request_line(server, response.headers["X-Request-ID"])["code"] == "fault_injected"
     root = server_span(wait_for_trace(receiver, trace_of(server, response.headers["X-Request-ID"]),
                                       f"GET {TRANSACTIONS}"))
     assert root.status == "STATUS_CODE_ERROR"
@@ -279,6 +312,10 @@ def test_a_5xx_and_an_exception_mark_their_spans_as_errors(
     [error] = [line for line in lines if line.get("event") == "unhandled_error"]
     assert error["level"] == "ERROR" and error["request_id"] == request_id
     assert "RuntimeError: a bug, on purpose" in error["exc_info"]
+    # Beside it, the request's own line, as for any request: a 500, and its problem's code.
+    [request] = [line for line in lines if line.get("event") == "request"]
+    assert (request["request_id"], request["status"], request["code"]) == (
+        request_id, 500, "internal_error")
     # Logged once, with its context: not a second time by the server.
     assert sum("a bug, on purpose" in json.dumps(line) for line in lines) == 1
     root = server_span(wait_for_trace(receiver, error["trace_id"],
@@ -326,25 +363,42 @@ def test_logs_hold_no_secret_token_or_body(
     for value in (ADMIN_TOKEN, "wrong-token-zzz", key, description, "Zebulon-Unlogged",
                   "77 Hidden Lane"):
         assert value not in log
-    # What the lines do say about that credit: the event, in fields.
-    [moved] = [line for line in lines_of(server, response.headers["X-Request-ID"])
-               if line["event"] == "money_moved"]
-    assert (moved["operation"], moved["amount"], moved["currency"]) == ("credit", 123_456, "EUR")
+    # What the request's line does say about that credit: the outcome, in fields.
+    moved = request_line(server, response.headers["X-Request-ID"])
+    assert (moved["operation"], moved["outcome"], moved["amount"], moved["currency"]) == (
+        "credit", "moved", 123_456, "EUR")
     # And the fault switch changes, as warnings.
     assert [line["event"] for line in log_lines(server)
             if line.get("event") == "fault_switch_changed"][-2:] == ["fault_switch_changed"] * 2
 
 
+def line_kind(line: dict) -> tuple:
+    """Lines of one kind have the same fields: the same logger and event, a trace or not, and
+    for a request's line the same outcome fields."""
+    outcome = frozenset(line) & set(request_record.OUTCOME_FIELDS)
+    return line["logger"], line.get("event"), "trace_id" in line, outcome
+
+
 def test_the_log_fixture_is_what_the_server_writes(server: LiveServer) -> None:
     """tests/fixtures/api-log-lines.jsonl (real lines, checked against Alloy's pipeline and
-    Grafana's derived field in tests/test_datasources.py) has the fields the server writes
-    now, line kind by line kind."""
-    def kind(line: dict) -> tuple:
-        return line["logger"], line.get("event"), "trace_id" in line
+    Grafana's derived field in tests/test_datasources.py, and by the dashboards' LogQL checks)
+    has the fields the server writes now, line kind by line kind.
 
-    written = {kind(line): set(line) for line in log_lines(server)}
+    REGENERATE_LOG_FIXTURE=1 writes it anew from this module's server: one line of each kind
+    it wrote (the unhandled error's line, written by raising_app, is kept)."""
+    written = {}
+    for line in log_lines(server):
+        written.setdefault(line_kind(line), line)
+    if os.environ.get("REGENERATE_LOG_FIXTURE") == "1":
+        kept = [line for line in LOG_FIXTURE.read_text().splitlines()
+                if json.loads(line).get("event") == "unhandled_error"]
+        LOG_FIXTURE.write_text("".join(json.dumps(line) + "\n" for line in written.values())
+                               + "".join(line + "\n" for line in kept))
     fixture = [json.loads(line) for line in LOG_FIXTURE.read_text().splitlines() if line]
+    assert {line_kind(line)[:2] for line in fixture} >= {
+        ("bank_api.request", "request"), ("bank_api.events", "fault_switch_changed")}
     for line in fixture:
         if line.get("event") == "unhandled_error":  # written by raising_app, checked above
             continue
-        assert set(line) == written.get(kind(line)), line
+        assert line_kind(line) in written, line
+        assert set(line) == set(written[line_kind(line)]), line

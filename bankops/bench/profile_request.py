@@ -51,7 +51,7 @@ KINDS = (
     ("database driver (psycopg2, round trips)", ("psycopg2",)),
     ("logging (log calls, request context, JSON formatting, writing lines)",
      ("logging/", "uvicorn/logging", "pythonjsonlogger", "bank_api/observability/logs",
-      "bank_api/observability/domain_events", "bank_api/observability/correlation")),
+      "bank_api/observability/events", "bank_api/observability/request_record")),
     ("metrics (prometheus_client, instrumentator, bank_api.observability)",
      ("prometheus_client", "prometheus_fastapi_instrumentator", "bank_api/observability",
       "bank_api/api/http_metrics")),
@@ -83,16 +83,14 @@ INCLUSIVE = {
     "threadpool hop (run_in_threadpool, anyio)": ("run_sync", "anyio/to_thread"),
     "database thread hop, the event loop's side (run_in_executor)": ("run_in_executor",
                                                                      "asyncio/"),
-    "route name look-ups (the route table)": ("_match", "bank_api/api/route_name"),
+    "route name look-ups (the route index)": ("name", "bank_api/api/route_index"),
     "metrics: HTTP metrics, once per request": ("HttpMetrics.finished",
                                                 "bank_api/api/http_metrics"),
-    "log lines (Logger.info: per request and per event, all of it)": ("Logger.info",
-                                                                        "logging/"),
+    "log lines (Logger.info: the request's line and any other, all of it)": ("Logger.info",
+                                                                             "logging/"),
     "log lines: JSON formatting (pythonjsonlogger)": ("format", "pythonjsonlogger"),
-    "log lines: the handler (StreamHandler.emit: formatting + writing)": ("StreamHandler.emit",
-                                                                         "logging/"),
-    "log lines: the logging thread (QueueListener: formatting + writing)": (
-        "QueueListener._monitor", "logging/"),
+    "log lines: the writer thread (batches: formatting + writing)": (
+        "BackgroundStreamHandler._write_pending", "bank_api/observability/logs"),
     "log lines: request and span ids (ContextFilter)": ("ContextFilter.filter",
                                                         "bank_api/observability/logs"),
     "tracing: SQL spans (the psycopg2 instrumentation, the statement's own call included)": (
@@ -159,7 +157,7 @@ def analyze(raw: str) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bankops.bench.profile_request",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -181,59 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--port", type=int, default=8460)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bank-profile")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    work_dir = Path(tempfile.mkdtemp(prefix="bank-profile-"))
-    wrk = loadgen.ensure_wrk()
-    pg_dir = work_dir / "postgres"
     name = (f"{args.server}-{args.operation}-metrics-{args.metrics}"
             f"-telemetry-{args.telemetry}-w{args.workers}")
     raw_path = args.out / f"{name}.txt"
-    sink = TraceSink(args.port + 1, work_dir) if args.telemetry == "on" else None
-    try:
-        if sink is not None:
-            sink.start()
-        url = database.start_embedded(pg_dir)
-        database.migrate(url, work_dir)
-        id_range = database.seed(url, 10_000)
-        script, path, connections = args.operation, "", args.connections
-        if args.operation == "bare":
-            server = servers.bare_server(args.port, args.workers, work_dir)
-            path = "/def"
-        elif args.server == "ceiling":
-            server = servers.ceiling_server(url, args.port, args.workers, work_dir)
-        else:
-            server = servers.api_server(url, args.port, args.workers, args.metrics == "on",
-                                        work_dir, sink.endpoint if sink else None)
-        if args.operation == "scrape":
-            script, path, connections = "bare", "/metrics", 1
-        with server:
-            if args.operation == "scrape":  # something to expose: every route and outcome
-                for operation in ("read", "credit", "credit_key", "transfer"):
-                    loadgen.finish_wrk(loadgen.start_wrk(loadgen.wrk_command(
-                        wrk, server.url, operation, args.connections, 2, 2,
-                        [str(id_range[0]), str(id_range[1]), f"fill-{operation}"]),
-                        work_dir / f"wrk-fill-{operation}.log"), timeout=60)
-            wrk_args = [str(id_range[0]), str(id_range[1]), "profile-warmup"]
-            loadgen.finish_wrk(loadgen.start_wrk(loadgen.wrk_command(
-                wrk, server.url + path, script, connections, 1, 3, wrk_args),
-                work_dir / "wrk-warmup.log"), timeout=60)
-            wrk_args[2] = "profile"
-            load = loadgen.start_wrk(loadgen.wrk_command(
-                wrk, server.url + path, script, connections, min(2, connections),
-                args.seconds + 2, wrk_args), work_dir / "wrk-profile.log")
-            with CpuMeter({"server": [server.pid]}) as meter:
-                subprocess.run([args.py_spy, "record", "--pid", str(server.pid), "--gil",
-                                "--subprocesses", "--rate", str(args.rate),
-                                "--duration", str(args.seconds), "--format", "raw",
-                                "--output", str(raw_path)],
-                               check=True, capture_output=True)
-            result = loadgen.finish_wrk(load, timeout=args.seconds + 60)
-    finally:
-        if sink is not None:
-            sink.service.stop()
-        database.stop_embedded(pg_dir)
-        shutil.rmtree(work_dir, ignore_errors=True)
+    result, meter = record(args, raw_path)
 
     profile = analyze(raw_path.read_text())
     # Requests answered while py-spy sampled, pro rata from wrk's whole run.
@@ -253,6 +208,93 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['rps']} req/s, p50 "
           f"{result['p50_ms']} ms; server CPU {server_cpu_ms:.2f} ms/request, of which "
           f"{gil_ms:.2f} ms hold the GIL ({profile['samples']} samples)")
+    print_split(profile, gil_ms)
+    print(f"\nraw stacks: {raw_path}")
+    return 0
+
+
+def record(args: argparse.Namespace, raw_path: Path) -> tuple[dict, CpuMeter]:
+    """Start PostgreSQL (seeded), the trace sink if asked and the server; sample the server
+    into raw_path while wrk drives the operation; stop everything, even on failure.
+    Returns wrk's result and the server's CPU meter."""
+    work_dir = Path(tempfile.mkdtemp(prefix="bank-profile-"))
+    wrk = loadgen.ensure_wrk()
+    pg_dir = work_dir / "postgres"
+    sink = TraceSink(args.port + 1, work_dir) if args.telemetry == "on" else None
+    try:
+        if sink is not None:
+            sink.start()
+        url = database.start_embedded(pg_dir)
+        database.migrate(url, work_dir)
+        id_range = database.seed(url, 10_000)
+        with server_to_profile(args, url, work_dir, sink) as server:
+            if args.operation == "scrape":  # something to expose: every route and outcome
+                fill_metrics(args, wrk, server.url, id_range, work_dir)
+            return sample_under_load(args, wrk, server, id_range, work_dir, raw_path)
+    finally:
+        if sink is not None:
+            sink.service.stop()
+        database.stop_embedded(pg_dir)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def server_to_profile(args: argparse.Namespace, url: str, work_dir: Path,
+                      sink: TraceSink | None) -> servers.Server:
+    """The bare app for --operation bare, else the stack ceiling or the API (--server)."""
+    if args.operation == "bare":
+        return servers.bare_server(args.port, args.workers, work_dir)
+    if args.server == "ceiling":
+        return servers.ceiling_server(url, args.port, args.workers, work_dir)
+    return servers.api_server(url, args.port, args.workers, args.metrics == "on",
+                              work_dir, sink.endpoint if sink else None)
+
+
+def wrk_target(args: argparse.Namespace) -> tuple[str, str, int]:
+    """wrk's script, the path it requests ("": the script's own) and its connections."""
+    if args.operation == "scrape":  # GET /metrics on one connection, as Prometheus scrapes
+        return "bare", "/metrics", 1
+    if args.operation == "bare":  # the bare app's `def` endpoint
+        return "bare", "/def", args.connections
+    return args.operation, "", args.connections
+
+
+def fill_metrics(args: argparse.Namespace, wrk: str, url: str, id_range: tuple[int, int],
+                 work_dir: Path) -> None:
+    """A short run of every API operation, so that a scrape has every route and outcome."""
+    for operation in ("read", "credit", "credit_key", "transfer"):
+        loadgen.finish_wrk(loadgen.start_wrk(loadgen.wrk_command(
+            wrk, url, operation, args.connections, 2, 2,
+            [str(id_range[0]), str(id_range[1]), f"fill-{operation}"]),
+            work_dir / f"wrk-fill-{operation}.log"), timeout=60)
+
+
+def sample_under_load(args: argparse.Namespace, wrk: str, server: servers.Server,
+                      id_range: tuple[int, int], work_dir: Path,
+                      raw_path: Path) -> tuple[dict, CpuMeter]:
+    """Warm up, then run py-spy on the server (and measure its CPU) while wrk drives the
+    operation a little longer than py-spy samples. Returns wrk's result and the meter."""
+    script, path, connections = wrk_target(args)
+    wrk_args = [str(id_range[0]), str(id_range[1]), "profile-warmup"]
+    loadgen.finish_wrk(loadgen.start_wrk(loadgen.wrk_command(
+        wrk, server.url + path, script, connections, 1, 3, wrk_args),
+        work_dir / "wrk-warmup.log"), timeout=60)
+    wrk_args[2] = "profile"
+    load = loadgen.start_wrk(loadgen.wrk_command(
+        wrk, server.url + path, script, connections, min(2, connections),
+        args.seconds + 2, wrk_args), work_dir / "wrk-profile.log")
+    with CpuMeter({"server": [server.pid]}) as meter:
+        subprocess.run([args.py_spy, "record", "--pid", str(server.pid), "--gil",
+                        "--subprocesses", "--rate", str(args.rate),
+                        "--duration", str(args.seconds), "--format", "raw",
+                        "--output", str(raw_path)],
+                       check=True, capture_output=True)
+    result = loadgen.finish_wrk(load, timeout=args.seconds + 60)
+    return result, meter
+
+
+def print_split(profile: dict, gil_ms: float) -> None:
+    """Print the GIL-held time per request by kind, by thread and by call tree, and the top
+    leaf frames."""
     print("\nGIL-held time by kind (innermost known frame), ms per request:")
     for kind, share in profile["by_kind"].items():
         print(f"  {share:6.1%}  {share * gil_ms:6.3f} ms  {kind}")
@@ -265,8 +307,6 @@ def main(argv: list[str] | None = None) -> int:
     print("\ntop leaf frames:")
     for frame, share in profile["top_leaves"]:
         print(f"  {share:6.1%}  {frame[:110]}")
-    print(f"\nraw stacks: {raw_path}")
-    return 0
 
 
 if __name__ == "__main__":

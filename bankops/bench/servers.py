@@ -89,10 +89,12 @@ class Server:
         return workers or [root.pid]
 
     def log_lines(self) -> dict:
-        """What the server wrote to its log file: lines, JSON-object lines, and those by
-        their `event` field (`request` for the per-request line, `money_moved`, …)."""
+        """What the server wrote to its log file: lines, JSON-object lines, those by their
+        `event` field (`request` for each request's one line), and the request lines by their
+        `outcome` (`moved`, `refused`, …)."""
         lines = json_lines = 0
         events: dict[str, int] = {}
+        outcomes: dict[str, int] = {}
         path = self.service.log_path
         with path.open(encoding="utf-8", errors="replace") if path.exists() else \
                 contextlib.nullcontext([]) as log:
@@ -106,7 +108,11 @@ class Server:
                     json_lines += 1
                     event = str(record.get("event", "(no event)"))
                     events[event] = events.get(event, 0) + 1
-        return {"lines": lines, "json_lines": json_lines, "by_event": events}
+                    if "outcome" in record:
+                        outcome = str(record["outcome"])
+                        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        return {"lines": lines, "json_lines": json_lines, "by_event": events,
+                "by_outcome": outcomes}
 
     def stop(self) -> None:
         """SIGTERM (uvicorn stops its workers and drains), SIGKILL after TIMEOUT, then any

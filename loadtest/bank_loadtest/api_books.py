@@ -62,41 +62,75 @@ def _read_account(client: httpx.Client, account_id: int) -> tuple[int, list[dict
 
 
 def check_api(host: str, limit: int = API_ACCOUNT_LIMIT) -> dict:
+    """The books' verdict, read account by account through the API; not_checked when there
+    are more than `limit` accounts."""
+    with httpx.Client(base_url=host, timeout=30) as client:
+        accounts = _account_ids(client, limit)
+        if accounts is None:
+            return not_checked(
+                "api", f"more than {limit} accounts: too many to check one by one through "
+                "the API; give --database-url to check in SQL", accounts=f">{limit}")
+        books = _read_books(client, accounts)
+    return books.verdict(method="api")
+
+
+def _account_ids(client: httpx.Client, limit: int) -> list[int] | None:
+    """Every account's id; None as soon as there are more than `limit` (no need to page on)."""
+    accounts = []
+    for account in _pages(client, "/accounts"):
+        accounts.append(account["id"])
+        if len(accounts) > limit:
+            return None
+    return accounts
+
+
+def _read_books(client: httpx.Client, accounts: list[int]) -> Books:
+    """Read every account's balance and ledger, and note what breaks the invariants."""
     offending: dict[str, list[int]] = defaultdict(list)  # finding code -> ids
+    # transfer id -> its legs (direction, amount, account id), from both accounts' ledgers
     transfer_legs: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
     total = external = entry_count = 0
-    with httpx.Client(base_url=host, timeout=30) as client:
-        accounts = []
-        for account in _pages(client, "/accounts"):
-            accounts.append(account["id"])
-            if len(accounts) > limit:
-                return not_checked(
-                    "api", f"more than {limit} accounts: too many to check one by one through "
-                    "the API; give --database-url to check in SQL", accounts=f">{limit}")
-        for account_id in accounts:
-            balance, entries = _read_account(client, account_id)
-            entry_count += len(entries)
-            signed = [e["amount"] if e["direction"] == "credit" else -e["amount"]
-                      for e in entries]
-            total += balance
-            external += sum(s for s, e in zip(signed, entries, strict=True)
-                            if e["transfer_id"] is None)
-            if balance != sum(signed):
-                offending["balance_vs_ledger"].append(account_id)
-            if balance < 0:
-                offending["negative_balance"].append(account_id)
-            if entries and entries[0]["balance_after"] != balance:  # newest first
-                offending["latest_balance_after"].append(account_id)
-            for e in entries:
-                if e["transfer_id"] is not None:
-                    transfer_legs[e["transfer_id"]].append(
-                        (e["direction"], e["amount"], e["account_id"]))
+    for account_id in accounts:
+        balance, entries = _read_account(client, account_id)
+        entry_count += len(entries)
+        total += balance
+        external += sum(_signed(e) for e in entries if e["transfer_id"] is None)
+        for code in _account_findings(balance, entries):
+            offending[code].append(account_id)
+        for e in entries:
+            if e["transfer_id"] is not None:
+                transfer_legs[e["transfer_id"]].append(
+                    (e["direction"], e["amount"], e["account_id"]))
+    for transfer_id in _unbalanced_transfers(transfer_legs):
+        offending["unbalanced_transfer"].append(transfer_id)
+    findings = [Finding(code, CHECKS[code][0], len(ids), tuple(ids[:SHOWN]))
+                for code, ids in offending.items()]
+    return Books(len(accounts), entry_count, len(transfer_legs), total, external,
+                 findings + totals_findings(total, external))
+
+
+def _signed(entry: dict) -> int:
+    """The entry's effect on its balance: credits add, debits subtract."""
+    return entry["amount"] if entry["direction"] == "credit" else -entry["amount"]
+
+
+def _account_findings(balance: int, entries: list[dict]) -> list[str]:
+    """The codes of the invariants one account breaks (entries newest first)."""
+    codes = []
+    if balance != sum(_signed(e) for e in entries):
+        codes.append("balance_vs_ledger")
+    if balance < 0:
+        codes.append("negative_balance")
+    if entries and entries[0]["balance_after"] != balance:  # newest first
+        codes.append("latest_balance_after")
+    return codes
+
+
+def _unbalanced_transfers(transfer_legs: dict[int, list[tuple[str, int, int]]]) -> list[int]:
+    """The transfers that did not write exactly one debit and one credit of one amount."""
+    unbalanced = []
     for transfer_id, legs in sorted(transfer_legs.items()):
         directions = sorted(direction for direction, _, _ in legs)
         if directions != ["credit", "debit"] or legs[0][1] != legs[1][1]:
-            offending["unbalanced_transfer"].append(transfer_id)
-    findings = [Finding(code, CHECKS[code][0], len(ids), tuple(ids[:SHOWN]))
-                for code, ids in offending.items()]
-    books = Books(len(accounts), entry_count, len(transfer_legs), total, external,
-                  findings + totals_findings(total, external))
-    return books.verdict(method="api")
+            unbalanced.append(transfer_id)
+    return unbalanced

@@ -188,33 +188,13 @@ def run_load(
     run_dir = Path(run_dir or Path("runs") / started.strftime("%Y%m%dT%H%M%SZ")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    env = {"LOAD_SHAPE": shape, "PYTHONUNBUFFERED": "1"}  # changes to our environment
     planned = parse_duration(duration) if duration is not None else (20.0 if shape == "smoke"
                                                                       else 60.0)
-    if users is not None:
-        env["LOAD_USERS"] = str(users)
-    if duration is not None:
-        env["LOAD_DURATION"] = str(int(planned))
-    if spawn_rate is not None:
-        env["LOAD_SPAWN_RATE"] = str(spawn_rate)
-    if think_time is not None:
-        env["LOAD_THINK_TIME"] = think_time
-
+    env = locust_env(shape, users, duration, planned, spawn_rate, think_time)
     locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
-    master_cmd = [
-        *locust, "--host", host,
-        "--autostart", "--autoquit", str(linger),
-        "--web-host", web_host, "--web-port", str(web_port),
-        "--csv", str(run_dir / "locust"), "--csv-full-history",
-        "--html", str(run_dir / "report.html"),
-        # Failures are judged below against --max-failure-ratio, not by Locust's exit code.
-        "--exit-code-on-error", "0",
-    ]
     master_port = free_port() if workers else None
-    if workers:
-        master_cmd += ["--master", "--master-bind-host", LOOPBACK,
-                       "--master-bind-port", str(master_port), "--expect-workers", str(workers),
-                       "--expect-workers-max-wait", "60"]
+    master_cmd = master_command(locust, host, run_dir, linger, web_host, web_port, workers,
+                                master_port)
     options = {"host": host, "shape": shape, "users": users, "duration_seconds": planned,
                "spawn_rate": spawn_rate, "workers": workers, "think_time": think_time,
                "web_port": web_port, "max_failure_ratio": max_failure_ratio,
@@ -234,51 +214,17 @@ def run_load(
                 log_path=run_dir / f"locust-worker-{n}.log", env=env, cwd=run_dir,
                 timeout=STOP_TIMEOUT)
         for n in range(1, workers + 1))]
-    status_url = f"http://{LOOPBACK}:{web_port}/stats/requests"
-    try:
-        for child in children:
-            child.start()
-        clock = time.monotonic()
-        deadline = clock + planned + linger + OVERRUN_MARGIN
-        while master.running():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Locust still running {OVERRUN_MARGIN:.0f}s past its planned "
-                                   "end: stopped it")
-            try:
-                report = httpx.get(status_url, timeout=2).json()
-            except (httpx.HTTPError, ValueError):
-                report = None
-            log(progress_line(time.monotonic() - clock, report))
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                master.wait(PROGRESS_EVERY)
-        for worker in children[1:]:  # workers quit when the master tells them to
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.wait(15)
-    finally:
-        # The workers first; the master's exit code is the one that matters (it has ended by
-        # itself here, unless something went wrong above).
-        for child in reversed(children):
-            child.stop()
+    run_locust(children, planned + linger, f"http://{LOOPBACK}:{web_port}/stats/requests", log)
     ended = datetime.now(UTC)
 
-    problems: list[str] = []
-    if master.returncode != 0:
-        problems.append(f"Locust exited with code {master.returncode} (see locust.log)")
     stats_csv = run_dir / "locust_stats.csv"
     totals = read_totals(stats_csv) if stats_csv.exists() else {}
-    if not totals.get("requests"):
-        problems.append("no requests were made")
-    elif totals["failure_ratio"] > max_failure_ratio:
-        problems.append(f"failure ratio {totals['failure_ratio']:.2%} is above "
-                        f"{max_failure_ratio:.2%} (see locust_failures.csv)")
+    problems = locust_problems(master.returncode, totals, max_failure_ratio)
 
     log("checking the money invariants " + ("in SQL" if database_url else "through the API"))
     books = check_books(host, database_url, api_check_limit)
     (run_dir / "invariants.json").write_text(json.dumps(books, indent=2) + "\n")
-    if books["verdict"] == "fail":
-        problems += [f"money invariant broken: {p}" for p in books["problems"]]
-    elif books["verdict"] != "pass":
-        problems.append(f"money invariants not checked: {books['reason']}")
+    problems += books_problems(books)
 
     summary = {
         "options": options,
@@ -294,6 +240,109 @@ def run_load(
     }
     (run_dir / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
     return run_dir
+
+
+def locust_env(shape: str, users: int | None, duration: str | float | None, planned: float,
+               spawn_rate: float | None, think_time: str | None) -> dict[str, str]:
+    """The changes to our environment for the Locust processes: the shape, and only the
+    options given (locustfile.py and its shapes have defaults for the others)."""
+    env = {"LOAD_SHAPE": shape, "PYTHONUNBUFFERED": "1"}
+    if users is not None:
+        env["LOAD_USERS"] = str(users)
+    if duration is not None:
+        env["LOAD_DURATION"] = str(int(planned))
+    if spawn_rate is not None:
+        env["LOAD_SPAWN_RATE"] = str(spawn_rate)
+    if think_time is not None:
+        env["LOAD_THINK_TIME"] = think_time
+    return env
+
+
+def master_command(locust: list[str], host: str, run_dir: Path, linger: int, web_host: str,
+                   web_port: int, workers: int, master_port: int | None) -> list[str]:
+    """The Locust master's command line: it starts the load by itself, keeps its web UI up
+    `linger` seconds after it (for Prometheus), writes the reports, and with workers waits
+    for them on master_port."""
+    master_cmd = [
+        *locust, "--host", host,
+        "--autostart", "--autoquit", str(linger),
+        "--web-host", web_host, "--web-port", str(web_port),
+        "--csv", str(run_dir / "locust"), "--csv-full-history",
+        "--html", str(run_dir / "report.html"),
+        # Failures are judged against --max-failure-ratio (locust_problems), not by Locust's
+        # exit code.
+        "--exit-code-on-error", "0",
+    ]
+    if workers:
+        master_cmd += ["--master", "--master-bind-host", LOOPBACK,
+                       "--master-bind-port", str(master_port), "--expect-workers", str(workers),
+                       "--expect-workers-max-wait", "60"]
+    return master_cmd
+
+
+def run_locust(children: list[Service], run_seconds: float, status_url: str,
+               log: Callable[[str], None]) -> None:
+    """Start the master (children[0]) and its workers, log progress until the master quits,
+    then stop them all, even on an error or Ctrl-C, so no process outlives the run."""
+    master = children[0]
+    try:
+        for child in children:
+            child.start()
+        log_progress_until_done(master, run_seconds, status_url, log)
+        for worker in children[1:]:  # workers quit when the master tells them to
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(15)
+    finally:
+        # The workers first; the master's exit code is the one that matters (it has ended by
+        # itself here, unless something went wrong above).
+        for child in reversed(children):
+            child.stop()
+
+
+def log_progress_until_done(master: Service, run_seconds: float, status_url: str,
+                            log: Callable[[str], None]) -> None:
+    """A progress line every PROGRESS_EVERY seconds while the master runs; a RuntimeError if
+    it runs OVERRUN_MARGIN seconds longer than planned (run_seconds)."""
+    clock = time.monotonic()
+    deadline = clock + run_seconds + OVERRUN_MARGIN
+    while master.running():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Locust still running {OVERRUN_MARGIN:.0f}s past its planned "
+                               "end: stopped it")
+        log(progress_line(time.monotonic() - clock, status_report(status_url)))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            master.wait(PROGRESS_EVERY)
+
+
+def status_report(status_url: str) -> dict | None:
+    """The Locust master's live statistics; None while it does not answer."""
+    try:
+        return httpx.get(status_url, timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def locust_problems(returncode: int | None, totals: dict, max_failure_ratio: float) -> list[str]:
+    """What makes the run fail on Locust's side: it crashed, did nothing, or too many
+    requests failed."""
+    problems: list[str] = []
+    if returncode != 0:
+        problems.append(f"Locust exited with code {returncode} (see locust.log)")
+    if not totals.get("requests"):
+        problems.append("no requests were made")
+    elif totals["failure_ratio"] > max_failure_ratio:
+        problems.append(f"failure ratio {totals['failure_ratio']:.2%} is above "
+                        f"{max_failure_ratio:.2%} (see locust_failures.csv)")
+    return problems
+
+
+def books_problems(books: dict) -> list[str]:
+    """What makes the run fail on the books' side: an invariant broken, or not checked."""
+    if books["verdict"] == "fail":
+        return [f"money invariant broken: {p}" for p in books["problems"]]
+    if books["verdict"] != "pass":
+        return [f"money invariants not checked: {books['reason']}"]
+    return []
 
 
 def _interrupt(signum: int, frame: object) -> None:

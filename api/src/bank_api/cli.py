@@ -18,7 +18,6 @@ from alembic import command
 from alembic.config import Config
 
 from bank_api import audit
-from bank_api.api.http_protocol import BoundedHeadProtocol
 from bank_api.core import embedded
 from bank_api.core.config import get_settings
 from bank_api.observability import logs
@@ -69,8 +68,10 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.port,
         workers=settings.web_concurrency,
         proxy_headers=False,
-        # A request's head has a deadline and a size limit (uvicorn sets neither).
-        http=BoundedHeadProtocol,
+        # A request's head has a deadline and a size limit (uvicorn sets neither). Named, not
+        # imported: the module (through the API's problems) defines metrics, and metrics made
+        # in this process before prepare() would open files in a folder not made yet.
+        http="bank_api.api.http_protocol:BoundedHeadProtocol",
         # On SIGTERM, requests in flight get 5 s to finish (a bounded request takes far less:
         # QUEUE_TIMEOUT, DB_POOL_TIMEOUT, DB_STATEMENT_TIMEOUT_MS), then the last spans get
         # tracing.SHUTDOWN_SECONDS: a stop ends within Docker's 10 s grace period.

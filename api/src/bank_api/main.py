@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from bank_api import __version__
-from bank_api.api import http_metrics, problems
+from bank_api.api import metrics_endpoint, problems
 from bank_api.api.body_limit import BodyLimit
 from bank_api.api.deps import Database
 from bank_api.api.fault_injection import FaultSwitch
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # the body limit, the fault switch, security headers, the 500 problem) in one layer.
     app.add_middleware(
         RequestLayer,
-        metrics=http_metrics.instrument(app) if settings.metrics_enabled else None,
+        metrics=metrics_endpoint.instrument(app) if settings.metrics_enabled else None,
         shedder=LoadShedder(settings.max_in_flight, settings.queue_timeout),
         body_limit=BodyLimit(settings.max_body_bytes),
         faults=app.state.fault_switch,

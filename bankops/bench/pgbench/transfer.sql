@@ -12,9 +12,12 @@
 \set destination :destination + 1
 \endif
 \set amount random(1, 1000)
+-- The ids to lock, lowest first, as services/ledger.py sends them.
+\set low least(:source, :destination)
+\set high greatest(:source, :destination)
 BEGIN;
 SELECT id, currency, balance, status FROM accounts
-WHERE id = ANY(ARRAY[:source, :destination]) ORDER BY id FOR UPDATE;
+WHERE id = ANY(ARRAY[:low, :high]) ORDER BY id FOR UPDATE;
 WITH transfer AS (
     INSERT INTO transfers
         (source_account_id, destination_account_id, amount, currency, description)

@@ -1,9 +1,10 @@
-"""HTTP RED metrics, as prometheus-fastapi-instrumentator defines them, and the /metrics
-endpoint.
+"""HTTP RED metrics, as prometheus-fastapi-instrumentator defines them.
 
-The request layer (api/request_layer.py) observes them: one layer for every cross-cutting
-concern instead of the instrumentator's own middleware, which builds a Request, a Response and
-an Info per request. The library still names the route (api/route_name.py).
+The request layer (api/request_layer.py) observes them from the request's record
+(observability/request_record.py), once per request: one layer for every cross-cutting concern
+instead of the instrumentator's own middleware, which builds a Request, a Response and an Info
+per request. The route is named as the library names it (api/route_index.py). /metrics, which
+exposes them, is api/metrics_endpoint.py.
 
 The latency histograms carry the request's trace id as an exemplar when its trace is sampled,
 so a latency graph leads to the trace of a slow request. Exemplars exist only in the
@@ -11,25 +12,9 @@ OpenMetrics format (/metrics answers in it when the scraper asks, as Prometheus 
 in a single process: prometheus_client's multiprocess mode (WEB_CONCURRENCY > 1) drops them.
 """
 
-import sys
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
-from fastapi import FastAPI, Request, Response
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Summary,
-    disable_created_metrics,
-    multiprocess,
-)
-from prometheus_client.exposition import choose_encoder
-
-from bank_api import __version__
-from bank_api.api.paths import METRICS
-from bank_api.observability import multiprocess as mp
-from bank_api.observability.process_metrics import WorkerProcessesCollector
+from bank_api.observability.request_record import RequestRecord
 
 # Fine enough for p50/p95/p99 from a few milliseconds to seconds (the library's default,
 # 0.1/0.5/1 s, puts every fast request in one bucket).
@@ -38,21 +23,6 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.035, 0.05
 # One histogram over all routes, for the latency heatmap.
 HEATMAP_BUCKETS = (0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05,
                    0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10)
-
-BUILD_INFO = Gauge("bank_build_info", "Version of the running API (value is always 1)",
-                   ["version", "python_version"], multiprocess_mode="max")
-BUILD_INFO.labels(__version__, sys.version.split()[0]).set(1)
-
-
-class _Registries:
-    """Exposes several registries as one (the app's HTTP metrics and the module-level ones)."""
-
-    def __init__(self, *registries: CollectorRegistry) -> None:
-        self.registries = registries
-
-    def collect(self):
-        for registry in self.registries:
-            yield from registry.collect()
 
 
 class HttpMetrics:
@@ -89,16 +59,16 @@ class HttpMetrics:
     def started(self, method: str, handler: str) -> None:
         self._route(method, handler)[0].inc()
 
-    def finished(self, method: str, handler: str, status: int, seconds: float,
-                 request_bytes: int, response_bytes: int,
+    def finished(self, record: RequestRecord, seconds: float,
                  exemplar: dict[str, str] | None) -> None:
+        method, handler = record.method, record.route or "none"
         in_progress, request_size, response_size, latency = self._route(method, handler)
         in_progress.dec()
-        key = (method, str(status), handler)
+        key = (method, str(record.status), handler)
         total = self._totals.get(key) or self._totals.setdefault(key, self.total.labels(*key))
         total.inc()
-        request_size.observe(request_bytes)
-        response_size.observe(response_bytes)
+        request_size.observe(record.request_bytes)
+        response_size.observe(record.response_bytes)
         self.latency_all.observe(seconds, exemplar)
         latency.observe(seconds, exemplar)
 
@@ -109,32 +79,3 @@ class HttpMetrics:
                 self.in_progress.labels(method, handler), self.request_size.labels(handler),
                 self.response_size.labels(handler), self.latency.labels(method, handler))
         return children
-
-
-def instrument(app: FastAPI) -> HttpMetrics:
-    """The app's HTTP metrics, for the request layer to observe, and its /metrics endpoint."""
-    # No `_created` series: nothing reads them (dashboards, alerts and reports use rates,
-    # which do not need them), and in a single process they are one more line per counter,
-    # summary and histogram label set at every scrape (multiprocess mode never has them).
-    # The switch is process-wide and read at each scrape; only /metrics below exposes them.
-    disable_created_metrics()
-    # Each app gets its own registry for HTTP metrics, so several apps in one process (tests)
-    # do not collide; in multiprocess mode all values go to the shared files anyway.
-    http_registry = REGISTRY if mp.enabled() else CollectorRegistry()
-    recorder = HttpMetrics(http_registry)
-
-    @app.get(METRICS, include_in_schema=False)
-    def metrics(request: Request) -> Response:
-        if mp.enabled():
-            workers = mp.mark_dead_workers()
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-            registry.register(WorkerProcessesCollector(workers))
-            source = registry
-        else:
-            source = _Registries(REGISTRY, http_registry)
-        # OpenMetrics when the scraper accepts it (Prometheus does): only it carries exemplars.
-        encode, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encode(source), headers={"Content-Type": content_type})
-
-    return recorder

@@ -35,10 +35,12 @@ def fingerprint(method: str, path: str, body: BaseModel) -> str:
 
 
 def movement(request: Request, body: TransactionCreate | TransferCreate, *, operation: str,
-             account_id: int, idempotency_key: str | None) -> Movement:
+             account_id: int, idempotency_key: str | None,
+             destination_id: int | None = None) -> Movement:
     return Movement(
         operation=operation,
         account_id=account_id,
+        destination_id=destination_id,
         amount=body.amount,
         idempotency_key=idempotency_key,
         # Only a key needs it (a hash of the body, a few microseconds).

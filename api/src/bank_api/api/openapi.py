@@ -34,40 +34,65 @@ MONEY_ERRORS = {
 
 
 def problem_openapi(app: FastAPI) -> None:
+    """Replace `app.openapi` with one that documents our problem+json error answers."""
+
     def openapi() -> dict:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(
-            title=app.title, version=app.version, summary=app.summary,
-            description=app.description, routes=app.routes,
-        )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components["Problem"] = Problem.model_json_schema()
-        for name in ("HTTPValidationError", "ValidationError"):
-            components.pop(name, None)
-        for path, operations in schema["paths"].items():
-            for method, operation in operations.items():
-                responses = operation.setdefault("responses", {})
-                errors = dict(COMMON_ERRORS)
-                if not path.startswith(NOT_FAULTED):
-                    errors.update(FAULTABLE_ERRORS)
-                if "requestBody" in operation:
-                    errors.update(BODY_ERRORS)
-                if "{" in path:
-                    errors["404"] = "Not found (not_found)"
-                if method == "post" and path != "/accounts":
-                    errors.update(MONEY_ERRORS)
-                if path.endswith(("/close",)) or method == "patch":
-                    errors["409"] = "Refused: account_not_empty or account_closed"
-                if path.startswith("/admin"):
-                    errors["401"] = "Missing or wrong token (unauthorized)"
-                    errors["404"] = "Admin endpoints disabled: ADMIN_TOKEN is not set"
-                for status, description in errors.items():
-                    responses[status] = {"description": description}
-                for status, response in responses.items():
-                    if int(status) >= 400:
-                        response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
-        app.openapi_schema = schema
-        return schema
+        # FastAPI caches the document on the app; build it only on the first call.
+        if not app.openapi_schema:
+            app.openapi_schema = build_problem_schema(app)
+        return app.openapi_schema
 
     app.openapi = openapi
+
+
+def build_problem_schema(app: FastAPI) -> dict:
+    """FastAPI's document for `app`, with every error answer described as a Problem."""
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary,
+        description=app.description, routes=app.routes,
+    )
+    use_problem_schema(schema)
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            document_errors(operation, errors_of(path, method, operation))
+    return schema
+
+
+def use_problem_schema(schema: dict) -> None:
+    """Add the Problem schema and drop FastAPI's own 422 schemas, which we never send."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = Problem.model_json_schema()
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+
+
+def errors_of(path: str, method: str, operation: dict) -> dict[str, str]:
+    """The error answers (status -> description) one operation can give.
+
+    Later rules win on purpose: e.g. /admin's 404 means "disabled", not "unknown id".
+    """
+    errors = dict(COMMON_ERRORS)
+    if not path.startswith(NOT_FAULTED):
+        errors.update(FAULTABLE_ERRORS)
+    if "requestBody" in operation:
+        errors.update(BODY_ERRORS)
+    if "{" in path:
+        errors["404"] = "Not found (not_found)"
+    if method == "post" and path != "/accounts":
+        errors.update(MONEY_ERRORS)
+    if path.endswith(("/close",)) or method == "patch":
+        errors["409"] = "Refused: account_not_empty or account_closed"
+    if path.startswith("/admin"):
+        errors["401"] = "Missing or wrong token (unauthorized)"
+        errors["404"] = "Admin endpoints disabled: ADMIN_TOKEN is not set"
+    return errors
+
+
+def document_errors(operation: dict, errors: dict[str, str]) -> None:
+    """Write `errors` into the operation and give every 4xx/5xx a problem+json body."""
+    responses = operation.setdefault("responses", {})
+    for status, description in errors.items():
+        responses[status] = {"description": description}
+    for status, response in responses.items():
+        if int(status) >= 400:
+            response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}

@@ -12,10 +12,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from bank_api.api.route_table import allowed_methods
+from bank_api.api.route_index import route_index, route_path
 from bank_api.errors import BankError
-from bank_api.observability import db_metrics, domain_events
-from bank_api.observability.correlation import current_request_id
+from bank_api.observability import db_metrics, events, request_record
 from bank_api.services.pagination import InvalidCursor
 
 PROBLEM_JSON = "application/problem+json"
@@ -47,9 +46,10 @@ def problem(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = problem_body(status, code, title, detail)
+    request_record.problem(code)
     if request is not None:
         body["instance"] = request.url.path
-    if (request_id := current_request_id()) is not None:
+    if (request_id := request_record.current_request_id()) is not None:
         body["request_id"] = request_id
     if errors is not None:
         body["errors"] = errors
@@ -101,14 +101,15 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         # Starlette names only the first matching route's methods.
-        headers["Allow"] = ", ".join(sorted(allowed_methods(request.app, request.url.path)))
+        allowed = route_index(request.app).allowed_methods(route_path(request.scope))
+        headers["Allow"] = ", ".join(sorted(allowed))
     return problem(exc.status_code, code, title, str(exc.detail), request, headers=headers)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, PoolTimeout):
         db_metrics.count_pool_timeout()
-    domain_events.database_unavailable(exc.__class__.__name__)
+    events.database_unavailable(exc.__class__.__name__)
     return problem(503, "database_unavailable", "Database unavailable",
                    "the database did not answer in time; retry shortly", request,
                    headers={"Retry-After": "2"})

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from prometheus_client import Counter
 
-from bank_api.observability import correlation
+from bank_api.observability.request_record import CURRENT
 
 THIRD_PARTY_PER_REQUEST = 10
 # The API's own lines for one request: its line, at most a few outcome events, an error.
@@ -122,10 +122,10 @@ class LogLimits(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith(OWN_LOGGERS):
             return True
-        info = correlation.CURRENT.get()
-        if info is not None:
-            info.third_party_lines += 1
-            if info.third_party_lines > THIRD_PARTY_PER_REQUEST:
+        request = CURRENT.get()
+        if request is not None:
+            request.third_party_lines += 1
+            if request.third_party_lines > THIRD_PARTY_PER_REQUEST:
                 DROPS.add("request_cap")
                 return False
         bucket = self._buckets.get(record.name)

@@ -9,17 +9,18 @@ Lines say what happened in fields a query can filter on (`event`, `operation`, `
 they never hold a secret, a token, or a request or response body.
 """
 
+import collections
 import logging
 import logging.config
-import queue
 import sys
-from logging.handlers import QueueHandler, QueueListener
+import threading
 from typing import Any, Literal
 
 from opentelemetry import trace
 from pythonjsonlogger.core import RESERVED_ATTRS
 
-from bank_api.observability import correlation, log_limits
+from bank_api.observability import log_limits
+from bank_api.observability.request_record import CURRENT
 
 LogFormat = Literal["json", "console"]
 
@@ -28,11 +29,11 @@ class ContextFilter(logging.Filter):
     """Adds the current request's id and route, and the current span's ids, to each record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        info = correlation.CURRENT.get()
-        if info is not None:
-            record.request_id = info.request_id
-            if info.route is not None:
-                record.route = info.route
+        request = CURRENT.get()
+        if request is not None:
+            record.request_id = request.request_id
+            if request.route is not None:
+                record.route = request.route
         span_context = trace.get_current_span().get_span_context()
         # Only a sampled trace's ids: an unsampled one exists nowhere a link could lead to.
         if span_context.trace_flags.sampled:
@@ -41,64 +42,82 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class BackgroundStreamHandler(QueueHandler):
-    """Lines written to stdout by a thread of their own, through a bounded queue.
+class BackgroundStreamHandler(logging.Handler):
+    """Lines written to stdout by a thread of their own, in batches, through a bounded queue.
 
-    The thread that logs (the event loop, a database thread) only builds the record and
-    queues it; the filters run there, in the request's context (they add its ids and apply
-    the limits of log_limits.py). Formatting and the write happen in the background, in order.
-    A write is a system call, and a thread that makes one under load can wait for the GIL long
-    after it returns: a line written by the request's own thread cost several times its
-    formatting (bankops/bench/PROFILE.md). This is the logging cookbook's QueueHandler and
-    QueueListener pair, with the queue bounded: a record that finds it full (QUEUE_SIZE
-    records, a few megabytes) is dropped and counted, never held. close() (at exit,
-    logging.shutdown) writes what is still queued and the last count of drops. A record is
-    formatted a moment after the call, so its arguments must not change meanwhile: none here
-    do (strings and numbers)."""
+    The thread that logs (the event loop, a database thread) only runs the filters (in the
+    request's context: they add its ids and apply the limits of log_limits.py) and appends the
+    record to a queue. A writer thread wakes every FLUSH_SECONDS, formats what has queued up
+    and writes it with one write. Under load a thread woken for every line, as the logging
+    cookbook's QueueListener is, costs more than the line: each wake-up and each write is a
+    turn at the GIL taken from the event loop (bankops/bench/PROFILE.md). The queue is bounded:
+    a record that finds QUEUE_SIZE records waiting (a few megabytes) is dropped and counted,
+    never held. close() (at exit, logging.shutdown) writes what is still queued and the last
+    count of drops. A record is formatted a moment after the call, so its arguments must not
+    change meanwhile: none here do (strings and numbers)."""
 
     QUEUE_SIZE = 10_000
+    # Long enough to write hundreds of lines at once under load, short enough for a reader
+    # following the log (and the tests waiting for a line) to see no delay.
+    FLUSH_SECONDS = 0.05
 
     def __init__(self, stream: Any = None) -> None:
-        super().__init__(queue.Queue(self.QUEUE_SIZE))
-        self.target = logging.StreamHandler(stream or sys.stdout)
-        self.listener = _Writer(self.queue, self.target)
-        self.listener.start()
+        super().__init__()
+        self.stream = stream or sys.stdout
+        # A deque's append and popleft are atomic: no lock on the logging thread's side.
+        self.pending: collections.deque[logging.LogRecord] = collections.deque()
+        self._stopping = threading.Event()
+        self._writer = threading.Thread(target=self._write_until_stopped, name="log-writer",
+                                        daemon=True)
+        self._writer.start()
         self.running = True
 
-    def setFormatter(self, fmt: logging.Formatter | None) -> None:
-        self.target.setFormatter(fmt)  # the background thread formats
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record  # queued as it is: formatted and written by the listener's thread
-
-    def enqueue(self, record: logging.LogRecord) -> None:
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter and queue; no handler lock is needed to append to the queue."""
+        if not self.filter(record):
+            return False
         if not self._put(record):
             log_limits.DROPS.add("queue_full")
-            return
+            return False
         log_limits.DROPS.report(self._put)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handle(record)
 
     def _put(self, record: logging.LogRecord) -> bool:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
+        if len(self.pending) >= self.QUEUE_SIZE:
             return False
+        self.pending.append(record)
         return True
+
+    def _write_until_stopped(self) -> None:
+        while not self._stopping.wait(self.FLUSH_SECONDS):
+            self._write_pending()
+        self._write_pending()
+
+    def _write_pending(self) -> None:
+        lines = []
+        while self.pending:
+            record = self.pending.popleft()
+            try:
+                lines.append(self.format(record))
+            except Exception:
+                self.handleError(record)
+        if lines:
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except Exception:  # a closed or broken stdout: nothing else to tell it to
+                pass
 
     def close(self) -> None:
         if self.running:  # close() may come more than once (dictConfig, then shutdown)
             self.running = False
             log_limits.DROPS.report(self._put, force=True)
-            self.listener.stop()  # drains the queue
-        self.target.close()
+            self._stopping.set()
+            self._writer.join()  # writes what is still queued
         super().close()
-
-
-class _Writer(QueueListener):
-    """The background thread. Told to stop by a marker it waits to put, even into a full
-    queue (the stock listener's put_nowait would fail there): it is draining it."""
-
-    def enqueue_sentinel(self) -> None:
-        self.queue.put(self._sentinel)
 
 
 class ConsoleFormatter(logging.Formatter):

@@ -17,11 +17,12 @@ Off unless an endpoint is set: no provider, no database instrumentation, no serv
 `make run` pays nothing for it.
 
 When on, a request has a server span (started by api/request_layer.py, named after the route
-template) with, inside it, the spans named here (the idempotency claim, the row locks, the
-ledger write) and one span per SQL statement from the psycopg2 instrumentation, with the
-statement on it. The server span's attributes are built only when the sampler keeps it: most
-requests are not sampled, and FastAPI's own server span, which builds them for every request
-before asking the sampler, cost about a fifth of a request's CPU (bankops/bench/PROFILE.md).
+template) with, inside it, a span per step the services mark with `step` (the idempotency
+claim, the row locks, the ledger write) and one span per SQL statement from the psycopg2
+instrumentation, with the statement on it. The server span's attributes are set only when the
+sampler keeps it: most requests are not sampled, and FastAPI's own server span, which builds
+them for every request before asking the sampler, cost about a fifth of a request's CPU
+(bankops/bench/PROFILE.md).
 """
 
 from __future__ import annotations
@@ -36,10 +37,8 @@ from typing import TYPE_CHECKING
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import Counter
-from starlette.types import Scope
 
 from bank_api import __version__
-from bank_api.errors import BankError
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -66,26 +65,29 @@ tracer = trace.get_tracer("bank_api", __version__)
 _provider: TracerProvider | None = None
 
 
-def step(name: str) -> AbstractContextManager[trace.Span | None]:
-    """A span for one step of a request. The bank saying no (a BankError: a refusal, an
-    unknown account) is not the step failing: the span is marked as an error only for any
-    other exception. With tracing off, or in a request the sampler left out, nothing at all:
-    not even a no-op span (several microseconds each, for a span no one would see)."""
+Expected = type[BaseException] | tuple[type[BaseException], ...]
+
+
+def step(name: str, expected: Expected = ()) -> AbstractContextManager[trace.Span | None]:
+    """A span for one step of a request. An `expected` exception (for the bank, saying no: a
+    refusal, an unknown account) is not the step failing: the span is marked as an error only
+    for any other exception. With tracing off, or in a request the sampler left out, nothing
+    at all: not even a no-op span (several microseconds each, for a span no one would see)."""
     if _provider is None or not trace.get_current_span().is_recording():
         return _NO_STEP
-    return _step(name)
+    return _step(name, expected)
 
 
 _NO_STEP = nullcontext()
 
 
 @contextmanager
-def _step(name: str) -> Iterator[trace.Span]:
+def _step(name: str, expected: Expected) -> Iterator[trace.Span]:
     with tracer.start_as_current_span(name, record_exception=False,
                                       set_status_on_exception=False) as span:
         try:
             yield span
-        except BankError:
+        except expected:
             raise
         except Exception as error:
             span.record_exception(error)
@@ -116,31 +118,15 @@ def _usable(carrier: dict[str, list[str]]) -> dict[str, list[str]] | None:
     return carrier
 
 
-def start_server_span(scope: Scope, route: str | None, request_id: str,
+def start_server_span(method: str, route: str | None,
                       carrier: dict[str, list[str]] | None) -> trace.Span:
-    """The request's SERVER span, continuing the caller's trace (`carrier`: its context
-    headers, from add_context_header) and following its sampling decision; the HTTP
-    attributes of OpenTelemetry's semantic conventions only when the span is sampled."""
-    method = scope["method"]
+    """The request's SERVER span, named after the route template, continuing the caller's
+    trace (`carrier`: its context headers, from add_context_header) and following its
+    sampling decision. Whoever starts it adds its attributes, and only if `is_recording()`:
+    most requests are not sampled."""
     carrier = _usable(carrier) if carrier else None
-    span = tracer.start_span(f"{method} {route}" if route else method, kind=SpanKind.SERVER,
+    return tracer.start_span(f"{method} {route}" if route else method, kind=SpanKind.SERVER,
                              context=propagate.extract(carrier) if carrier else None)
-    if span.is_recording():
-        attributes = {"http.request.method": method, "url.scheme": scope.get("scheme", "http"),
-                      "url.path": scope["path"], "http.request.id": request_id}
-        if scope.get("query_string"):
-            attributes["url.query"] = scope["query_string"].decode("latin-1")
-        if scope.get("http_version"):
-            attributes["network.protocol.version"] = scope["http_version"]
-        host, port = scope.get("server") or (None, None)
-        if host:
-            attributes["server.address"] = host
-            if port is not None:
-                attributes["server.port"] = port
-        if route is not None:
-            attributes["http.route"] = route
-        span.set_attributes(attributes)
-    return span
 
 
 def exemplar(span: trace.Span | None) -> dict[str, str] | None:
@@ -154,10 +140,21 @@ def exemplar(span: trace.Span | None) -> dict[str, str] | None:
     return None
 
 
-def end_server_span(span: trace.Span, status: int, error: BaseException | None) -> None:
-    """A 5xx or an exception marks the span as an error."""
+Event = tuple[str, dict[str, str], int]  # name, attributes, time in ns since the epoch
+
+
+def end_server_span(span: trace.Span, status: int, error: BaseException | None,
+                    attributes: dict[str, str | int] | None = None,
+                    event: Event | None = None) -> None:
+    """The answer's status, the request's own attributes and event (if it is recording); a
+    5xx or an exception marks the span as an error."""
     if span.is_recording():
         span.set_attribute("http.response.status_code", status)
+        if attributes:
+            span.set_attributes(attributes)
+        if event is not None:
+            name, event_attributes, at = event
+            span.add_event(name, event_attributes, at or None)
         if error is not None:
             span.record_exception(error)
         if error is not None or status >= 500:

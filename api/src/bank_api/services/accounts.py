@@ -5,6 +5,7 @@ from sqlalchemy.orm import Session
 
 from bank_api.errors import AccountClosed, AccountNotEmpty, NotFound
 from bank_api.models import Account
+from bank_api.observability import request_record
 from bank_api.schemas import AccountCreate, AccountUpdate
 from bank_api.services.pagination import page_of
 
@@ -13,6 +14,7 @@ def open_account(session: Session, data: AccountCreate) -> Account:
     account = Account(**data.model_dump())
     session.add(account)
     session.commit()
+    request_record.opened(account.id, account.currency)
     return account
 
 
@@ -78,4 +80,5 @@ def close_account(session: Session, account_id: int) -> tuple[Account, bool]:
     account.closed_at = account.updated_at = func.now()
     session.commit()
     session.refresh(account)
+    request_record.closed(account_id)
     return account, True

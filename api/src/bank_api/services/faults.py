@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from bank_api.models import FaultInjection
-from bank_api.observability import domain_events
+from bank_api.observability import events
 
 
 @dataclass(frozen=True)
@@ -49,5 +49,5 @@ def save(session: Session, faults: Faults) -> Faults:
     session.execute(insert(FaultInjection).values(id=1, **values)
                     .on_conflict_do_update(index_elements=["id"], set_=values))
     session.commit()
-    domain_events.fault_switch_changed(faults.latency_ms, faults.error_rate, list(faults.routes))
+    events.fault_switch_changed(faults.latency_ms, faults.error_rate, list(faults.routes))
     return faults

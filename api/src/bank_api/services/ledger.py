@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from bank_api.errors import (
     AccountClosed,
     BalanceLimitExceeded,
+    BankError,
     CurrencyMismatch,
     InsufficientFunds,
     NotFound,
@@ -84,7 +85,7 @@ WRITE_TRANSFER = text(f"""
 
 def lock_accounts(connection: Connection, *account_ids: int) -> dict[int, Row]:
     """Lock the given accounts, lowest id first; NotFound names the first missing one."""
-    with tracing.step("lock accounts"):
+    with tracing.step("lock accounts", expected=BankError):
         rows = connection.execute(LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))}).all()
     found = {row.id: row for row in rows}
     for account_id in account_ids:
@@ -124,7 +125,7 @@ def post_transaction(
     if currency is not None and currency != account.currency:
         raise CurrencyMismatch(f"account {account_id} holds {account.currency}, not {currency}")
     balance_after = _new_balance(account, direction, amount)
-    with tracing.step("write ledger"):
+    with tracing.step("write ledger", expected=BankError):
         entry = connection.execute(WRITE_ENTRY, {
             "account_id": account_id, "direction": direction, "amount": amount,
             "balance_after": balance_after, "description": description,
@@ -153,7 +154,7 @@ def transfer(
     # Both sides are checked before anything is written.
     source_after = _new_balance(source, "debit", amount)
     destination_after = _new_balance(destination, "credit", amount)
-    with tracing.step("write ledger"):
+    with tracing.step("write ledger", expected=BankError):
         entries = connection.execute(WRITE_TRANSFER, {
             "source_id": source_id, "destination_id": destination_id, "amount": amount,
             "currency": source.currency, "description": description,

@@ -2,8 +2,8 @@
 
 One database transaction holds the idempotency check, the movement (services/ledger.py) and
 the key that remembers it. A retry with a used key gets the movement it made, read back, and
-moves nothing. A refusal rolls all of it back and is then logged on its own in the refusals
-table. Every outcome is counted in the domain metrics.
+moves nothing. A refusal rolls all of it back and is then written on its own in the refusals
+table. Every outcome goes on the request's record, for its log line, span and counters.
 
 These functions know nothing of HTTP: they return what was written; the routes render it.
 """
@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Generic, TypeVar
 
-from opentelemetry import trace
 from sqlalchemy import Connection, Row, insert
 
 from bank_api.errors import MOVEMENT_REFUSALS, BankError
 from bank_api.models import Refusal, Transfer
-from bank_api.observability import domain_events, domain_metrics, tracing
+from bank_api.observability import request_record, tracing
 from bank_api.services import idempotency, ledger
 from bank_api.services.idempotency import Made
 
@@ -37,6 +36,7 @@ class Movement:
     idempotency_key: str | None
     # What makes a retry "the same request" (see services/idempotency.py); None without a key.
     request_hash: str | None
+    destination_id: int | None = None  # a transfer's destination
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,13 @@ def post_transaction(
 
 
 def transfer(
-    connection: Connection, movement: Movement, *, destination_id: int, description: str | None,
-    key_ttl: timedelta,
+    connection: Connection, movement: Movement, *, description: str | None, key_ttl: timedelta,
 ) -> Outcome[TransferWithEntries]:
-    """Move movement.amount from movement.account_id to destination_id."""
+    """Move movement.amount from movement.account_id to movement.destination_id."""
 
     def write() -> tuple[TransferWithEntries, str, Made]:
-        record, entries = ledger.transfer(connection, movement.account_id, destination_id,
+        record, entries = ledger.transfer(connection, movement.account_id,
+                                          movement.destination_id,
                                           movement.amount, description=description)
         return (record, entries), record.currency, Made(transfer_id=record.id)
 
@@ -84,18 +84,18 @@ def _exactly_once(
     replay: Callable[[Made], T],
 ) -> Outcome[T]:
     """`write()` (which returns the result, the currency moved and what it made) at most once
-    per key; a key seen before gets `replay(made)` instead."""
+    per key; a key seen before gets `replay(made)` instead. The outcome goes on the request's
+    record (observability/request_record.py), which the log line, the span and the counters
+    are made from."""
     key = movement.idempotency_key
     try:
         if key is not None:
-            with tracing.step("idempotency claim"):
+            with tracing.step("idempotency claim", expected=BankError):
                 made = idempotency.claim(connection, key, movement.request_hash, key_ttl)
             if made is not None:
                 result = replay(made)
                 connection.commit()  # nothing written: this ends the transaction and its key lock
-                domain_metrics.count_operation(movement.operation, "replayed")
-                domain_events.replayed(movement.operation, movement.account_id)
-                trace.get_current_span().add_event("idempotent replay")
+                request_record.replayed(movement.operation, movement.account_id)
                 return Outcome(result, replayed=True)
         result, currency, made = write()
         if key is not None:
@@ -104,19 +104,16 @@ def _exactly_once(
     except MOVEMENT_REFUSALS as refusal:
         connection.rollback()
         _log_refusal(connection, movement, refusal.code)
-        domain_metrics.count_operation(movement.operation, refusal.code)
-        domain_events.refused(movement.operation, movement.account_id, movement.amount,
-                              refusal.code)
-        # A refusal is the bank working as it should: an event on the request's span, not an
-        # error.
-        trace.get_current_span().add_event("refused", {"bank.refusal.code": refusal.code})
+        # A refusal is the bank working as it should: an outcome, not an error.
+        request_record.refused(movement.operation, movement.account_id, movement.amount,
+                               refusal.code)
         raise
     except BankError as error:  # not_found, idempotency_conflict
         connection.rollback()
-        domain_metrics.count_operation(movement.operation, error.code)
+        request_record.failed(movement.operation, movement.account_id, error.code)
         raise
-    domain_metrics.count_movement(movement.operation, currency, movement.amount)
-    domain_events.money_moved(movement.operation, movement.account_id, movement.amount, currency)
+    request_record.moved(movement.operation, movement.account_id, movement.amount, currency,
+                         movement.destination_id)
     return Outcome(result, replayed=False)
 
 

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Query, Request, Response
 
 from bank_api.api.deps import AccountIdPath, PageDep, database
 from bank_api.api.rendering import render
-from bank_api.observability import domain_metrics
 from bank_api.schemas import AccountCreate, AccountOut, AccountUpdate, Page
 from bank_api.services import accounts
 from bank_api.services.pagination import decode_cursor
@@ -19,7 +18,6 @@ router = APIRouter(prefix="/accounts", tags=["accounts"])
 async def open_account(body: AccountCreate, request: Request, response: Response):
     """Open an account with a zero balance in the given currency."""
     account = await database(request).in_session(accounts.open_account, body)
-    domain_metrics.ACCOUNTS_OPENED.labels(account.currency).inc()
     response.headers["Location"] = f"{router.prefix}/{account.id}"
     return account
 
@@ -53,7 +51,5 @@ async def update_account(account_id: AccountIdPath, body: AccountUpdate, request
 @router.post("/{account_id}/close", response_model=AccountOut)
 async def close_account(account_id: AccountIdPath, request: Request):
     """Close an account whose balance is zero. Closing it again changes nothing."""
-    account, closed_now = await database(request).in_session(accounts.close_account, account_id)
-    if closed_now:
-        domain_metrics.ACCOUNTS_CLOSED.inc()
+    account, _ = await database(request).in_session(accounts.close_account, account_id)
     return account

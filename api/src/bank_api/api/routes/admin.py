@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bank_api.api.deps import database, settings
 from bank_api.api.paths import NOT_FAULTED
-from bank_api.api.route_table import route_templates
+from bank_api.api.route_index import route_index
 from bank_api.errors import NotFound, Unauthorized, UnknownRoute
 from bank_api.schemas import FaultSettings
 from bank_api.services import faults as fault_switch
@@ -38,7 +38,7 @@ def _settings(faults: Faults) -> FaultSettings:
 
 
 async def _save(request: Request, wanted: FaultSettings) -> FaultSettings:
-    faultable = {t for t in route_templates(request.app) if not t.startswith(NOT_FAULTED)}
+    faultable = {t for t in route_index(request.app).templates if not t.startswith(NOT_FAULTED)}
     unknown = set(wanted.routes) - faultable
     if unknown:
         raise UnknownRoute(f"not route templates of this API: {sorted(unknown)}")

@@ -43,8 +43,8 @@ async def create_transfer(
     outcome = await database(request).on_connection(
         movements.transfer,
         movement(request, body, operation="transfer", account_id=body.source_account_id,
-                 idempotency_key=idempotency_key),
-        destination_id=body.destination_account_id, description=body.description,
+                 destination_id=body.destination_account_id, idempotency_key=idempotency_key),
+        description=body.description,
         key_ttl=settings(request).idempotency_key_ttl,
     )
     transfer = _transfer_out(outcome.result)
