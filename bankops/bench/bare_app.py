@@ -9,9 +9,9 @@ small JSON object. Served as `bank-api` serves the API (serving.py).
 
 from fastapi import FastAPI
 
-from bankops.bench.serving import serve
+from bankops.bench.serving import lifespan, serve
 
-app = FastAPI(title="bare")
+app = FastAPI(title="bare", lifespan=lifespan)
 
 
 @app.get("/def")

@@ -28,12 +28,12 @@ from sqlalchemy import bindparam, create_engine, select
 
 from bank_api.models import Account
 from bank_api.services.ledger import LOCK_ACCOUNTS, WRITE_ENTRY, WRITE_TRANSFER
-from bankops.bench.serving import serve
+from bankops.bench.serving import lifespan, serve
 
 # Room for at least as many connections as the API's pool (10 + 5 overflow, core/config.py):
 # the ceiling must not be held back by waiting for one.
 engine = create_engine(os.environ["DATABASE_URL"], pool_size=10, max_overflow=10)
-app = FastAPI(title="stack ceiling")
+app = FastAPI(title="stack ceiling", lifespan=lifespan)
 
 READ_ACCOUNT = select(*Account.__table__.columns).where(Account.id == bindparam("id"))
 ENTRY = ("id", "account_id", "direction", "amount", "balance_after", "description",

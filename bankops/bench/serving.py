@@ -9,8 +9,21 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import uvicorn
+from fastapi import FastAPI
+
+from bank_api.core import garbage_collection
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """What the API does once started (bank_api/main.py): the garbage collector's settings.
+    A runtime setting like uvicorn's, not a feature: the ceilings get it too."""
+    garbage_collection.tune()
+    yield
 
 
 def serve(app: str, default_port: int) -> None:

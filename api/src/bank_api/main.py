@@ -15,7 +15,7 @@ from bank_api.api.openapi import problem_openapi
 from bank_api.api.paths import DOCS_ASSETS
 from bank_api.api.request_layer import RequestLayer
 from bank_api.api.routes import accounts, admin, health, transactions, transfers
-from bank_api.core import embedded
+from bank_api.core import embedded, garbage_collection
 from bank_api.core.config import Settings, get_settings
 from bank_api.core.db import make_engine, make_session_factory
 from bank_api.observability import db_metrics, logs, tracing
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # A thread per connection the pool can hand out: more would only wait for one.
         app.state.database = Database(engine, make_session_factory(engine),
                                       threads=settings.db_pool_size + settings.db_max_overflow)
+        garbage_collection.tune()  # everything above is built: freeze it
         yield
         # uvicorn has let in-flight requests finish by now; close the pool's connections.
         app.state.database.close()

@@ -25,7 +25,6 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -92,7 +91,7 @@ class _Exchange:
         if self.span is not None and self.span.is_recording():
             return trace.use_span(self.span, record_exception=False,
                                   set_status_on_exception=False)
-        return suppress_instrumentation() if tracing_on else nullcontext()
+        return tracing.suppressed() if tracing_on else nullcontext()
 
     def end_span(self, error: BaseException | None) -> None:
         span = self.span
