@@ -93,8 +93,8 @@ INCLUSIVE = {
         "BackgroundStreamHandler._write_pending", "bank_api/observability/logs"),
     "log lines: request and span ids (ContextFilter)": ("ContextFilter.filter",
                                                         "bank_api/observability/logs"),
-    "tracing: SQL spans (the psycopg2 instrumentation, the statement's own call included)": (
-        "CursorTracer.traced_execution", "(dbapi/"),
+    "tracing: SQL spans (the cursor's, the statement's own call included)": (
+        "sql_span", "bank_api/observability/tracing"),
     "tracing: starting spans (Tracer.start_span: sampler, ids, attributes)": (
         "Tracer.start_span", "(trace/__init__"),
     "tracing: ending spans (Span.end: into the batch queue)": ("Span.end", "(trace/__init__"),

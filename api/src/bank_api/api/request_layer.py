@@ -83,15 +83,15 @@ class _Exchange:
             self.record.response_bytes = _content_length(headers)
         await self.downstream(message)
 
-    def span_context(self, tracing_on: bool) -> AbstractContextManager:
+    def span_context(self) -> AbstractContextManager:
         """A sampled request's span is the current span, the parent of every span inside it.
-        Routes that are not traced and requests the sampler left out get no database spans
-        and no steps (their spans would be dropped anyway; skipping the instrumentation saves
-        a tenth of a millisecond per request); a span no one keeps need not be current."""
+        A span no one keeps need not be current: without a recording current span, the
+        steps and the SQL statements make no spans (tracing.step, tracing.sql_span), which
+        would be dropped anyway."""
         if self.span is not None and self.span.is_recording():
             return trace.use_span(self.span, record_exception=False,
                                   set_status_on_exception=False)
-        return tracing.suppressed() if tracing_on else nullcontext()
+        return nullcontext()
 
     def end_span(self, error: BaseException | None) -> None:
         span = self.span
@@ -124,7 +124,7 @@ class RequestLayer:
         token = CURRENT.set(exchange.record)
         error = None
         try:
-            with exchange.span_context(self.tracing):
+            with exchange.span_context():
                 try:
                     await self._admit(scope, receive, exchange, head)
                 except Exception as exc:

@@ -5,10 +5,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from bank_api.core.config import Settings
-from bank_api.observability.db_metrics import TimedCursor, TimedQueuePool
+from bank_api.observability import sql_statements, tracing
+from bank_api.observability.db_metrics import TimedQueuePool
 
 
 def make_engine(settings: Settings, url: str) -> Engine:
+    cursor = sql_statements.cursor_class(timed=settings.metrics_enabled,
+                                         traced=tracing.active())
     return create_engine(
         url,
         poolclass=TimedQueuePool if settings.metrics_enabled else QueuePool,
@@ -26,7 +29,7 @@ def make_engine(settings: Settings, url: str) -> Engine:
             "application_name": "bank-api",
             # Server-side bound on every statement, lock waits included.
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
-        } | ({"cursor_factory": TimedCursor} if settings.metrics_enabled else {}),
+        } | ({"cursor_factory": cursor} if cursor is not None else {}),
     )
 
 

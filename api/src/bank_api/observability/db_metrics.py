@@ -4,9 +4,8 @@
   process; with several workers (multiprocess mode: each worker writes its own values to its
   files) they are set at every checkout, checkin, connect and close, and they are `livesum`,
   so the scrape shows the sum over live workers.
-- Statement durations are timed by the psycopg2 cursor itself (TimedCursor): SQLAlchemy's
-  cursor-execute events do the same at several times the cost (about 20 µs a statement,
-  bankops/bench/PROFILE.md).
+- Statement durations are timed by the psycopg2 cursor itself
+  (observability/sql_statements.py), into `query_timer`'s histogram.
 - Errors come from SQLAlchemy's handle_error event, which costs nothing until one happens.
 """
 
@@ -16,7 +15,6 @@ from time import perf_counter
 
 from prometheus_client import Counter, Gauge, Histogram
 from psycopg2 import errors as pg_errors
-from psycopg2.extensions import cursor as Psycopg2Cursor
 from sqlalchemy import Engine, event, exc
 from sqlalchemy.pool import QueuePool
 
@@ -53,20 +51,6 @@ def query_timer(statement: str):
     words = statement.split(None, 1)
     verb = words[0].lower() if words else "other"
     return QUERY_SECONDS.labels(verb if verb in STATEMENTS else "other")
-
-
-class TimedCursor(Psycopg2Cursor):
-    """A psycopg2 cursor that times every statement it runs (core/db.py makes it the engine's
-    connections' cursor when metrics are on). OpenTelemetry's psycopg2 instrumentation builds
-    its traced cursor on top of this one, so a statement's span includes this timing, not the
-    other way round."""
-
-    def execute(self, query, vars=None):
-        start = perf_counter()
-        try:
-            return super().execute(query, vars)
-        finally:
-            query_timer(query).observe(perf_counter() - start)
 
 
 class TimedQueuePool(QueuePool):

@@ -18,10 +18,11 @@ Off unless an endpoint is set: no provider, no database instrumentation, no serv
 
 When on, a request has a server span (started by api/request_layer.py, named after the route
 template) with, inside it, a span per step the services mark with `step` (the idempotency
-claim, the row locks, the ledger write) and one span per SQL statement from the psycopg2
-instrumentation, with the statement on it. The server span's attributes are set only when the
-sampler keeps it: most requests are not sampled, and FastAPI's own server span, which builds
-them for every request before asking the sampler, cost about a fifth of a request's CPU
+claim, the row locks, the ledger write) and one span per SQL statement (`sql_span`, made by
+the engine's cursor, observability/sql_statements.py), with the statement on it. The server
+span's attributes are set only when the sampler keeps it: most requests are not sampled, and
+FastAPI's own server span, which builds them for every request before asking the sampler,
+cost about a fifth of a request's CPU
 (bankops/bench/PROFILE.md).
 """
 
@@ -34,9 +35,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import Counter
 
@@ -69,26 +69,27 @@ tracer = trace.get_tracer("bank_api", __version__)
 _provider: TracerProvider | None = None
 
 
-class _Suppressed:
-    """No spans from the instrumentations (the SQL statements') while it is entered: the
-    `suppress_instrumentation()` of OpenTelemetry, made once (at configure) and attached as a
-    whole rather than built per request (a generator and a context copy each time, for the
-    nine requests in ten the sampler leaves out). The context it attaches holds nothing else:
-    a request that is not sampled has no current span to lose."""
-
-    __slots__ = ("token",)
-    context: otel_context.Context | None = None
-
-    def __enter__(self) -> None:
-        self.token = otel_context.attach(self.context)
-
-    def __exit__(self, *exc_info: object) -> None:
-        otel_context.detach(self.token)
+def active() -> bool:
+    """Tracing is configured in this process (configure() found an endpoint)."""
+    return _provider is not None
 
 
-def suppressed() -> AbstractContextManager[None]:
-    """Inside it, the instrumentations make no spans (a request no span would be kept of)."""
-    return _Suppressed()
+def sql_span(statement: str) -> trace.Span | None:
+    """A CLIENT span for one SQL statement (observability/sql_statements.py), only inside a
+    recording span: a sampled request's. Not in a request the sampler left out, a health check
+    or the fault switch's own reads (suppress_instrumentation), and never a trace of its own."""
+    parent = trace.get_current_span()
+    if not parent.is_recording() or not is_instrumentation_enabled():
+        return None
+    verb = statement.split(None, 1)[0].upper() if statement.strip() else "SQL"
+    return tracer.start_span(verb, kind=SpanKind.CLIENT, attributes={
+        "db.system": "postgresql", "db.statement": statement})
+
+
+def failed(span: trace.Span, error: BaseException) -> None:
+    """Mark a span as failed by this exception."""
+    span.record_exception(error)
+    span.set_status(StatusCode.ERROR)
 
 
 Expected = type[BaseException] | tuple[type[BaseException], ...]
@@ -116,8 +117,7 @@ def _step(name: str, expected: Expected) -> Iterator[trace.Span]:
         except expected:
             raise
         except Exception as error:
-            span.record_exception(error)
-            span.set_status(StatusCode.ERROR)
+            failed(span, error)
             raise
 
 
@@ -199,14 +199,13 @@ def enabled() -> bool:
 
 def configure() -> TracerProvider | None:
     """Start tracing in this process if the environment asks for it (once per process: the
-    provider is global, and psycopg2 is instrumented module-wide). None when off."""
+    provider is global). None when off."""
     global _provider, _exporter, CONTEXT_HEADERS, tracer
     if _provider is not None or not enabled():
         return _provider
     # Imported here: a process with tracing off never loads the SDK or the exporter (about
     # 0.1 s of every worker's start).
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.instrumentation.psycopg2 import Psycopg2Instrumentor
     from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -226,16 +225,11 @@ def configure() -> TracerProvider | None:
     trace.set_tracer_provider(provider)
     CONTEXT_HEADERS = frozenset(name.lower().encode()
                                 for name in propagate.get_global_textmap().fields)
-    # Spans for SQL statements only inside a traced request: api/request_layer.py suppresses
-    # them for the paths that are not traced (health checks, /metrics).
-    Psycopg2Instrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     log.info("tracing on: OTLP/HTTP to %s, sampler %s, context from %s",
              next(os.environ[name] for name in ENDPOINT_VARIABLES if os.environ.get(name)),
              os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
              ", ".join(sorted(h.decode() for h in CONTEXT_HEADERS)))
     tracer = provider.get_tracer("bank_api", __version__)
-    with suppress_instrumentation():
-        _Suppressed.context = otel_context.get_current()
     _provider = provider
     return provider
 
