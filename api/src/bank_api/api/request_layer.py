@@ -23,6 +23,7 @@ every message and its own copy of the request's bookkeeping (bankops/bench/PROFI
 
 import time
 from contextlib import AbstractContextManager, nullcontext
+from contextvars import Token
 
 from opentelemetry import trace
 from starlette.requests import Request
@@ -120,8 +121,7 @@ class RequestLayer:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange, head = self._begin(scope, send)
-        token = CURRENT.set(exchange.record)
+        exchange, head, token = self._begin(scope, send)
         error = None
         try:
             with exchange.span_context():
@@ -138,7 +138,9 @@ class RequestLayer:
             exchange.end_span(error)
             CURRENT.reset(token)
 
-    def _begin(self, scope: Scope, send: Send) -> tuple[_Exchange, _Head]:
+    def _begin(self, scope: Scope, send: Send) -> tuple[_Exchange, _Head, Token]:
+        """The request's record, current from here on (whatever is logged from now on, the
+        trace context's parsing included, is the request's), its span and its gauge."""
         head = _Head(scope["headers"])
         method = scope["method"]
         route = route_index(scope["app"]).name(scope)
@@ -146,6 +148,7 @@ class RequestLayer:
         record = RequestRecord(request_record.request_id_from(head.request_id), route, method,
                                client[0] if client else None, time.perf_counter())
         record.request_bytes = _int(head.content_length)
+        token = CURRENT.set(record)
         policy = paths.policy(route)
         span = None
         if self.tracing and policy.traced:
@@ -154,7 +157,7 @@ class RequestLayer:
                 span.set_attributes(_http_attributes(scope, record))
         if self.metrics is not None and policy.measured:
             self.metrics.started(method, route or "none")
-        return _Exchange(record, span, policy, scope["path"], send), head
+        return _Exchange(record, span, policy, scope["path"], send), head, token
 
     async def _admit(self, scope: Scope, receive: Receive, exchange: _Exchange,
                      head: _Head) -> None:
