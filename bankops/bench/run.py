@@ -9,7 +9,7 @@ empty, migrated database, and seeds 10,000 funded accounts. Then, for 1 and then
 workers, with the bare app, the stack ceiling and three API servers running side by side:
 metrics on and metrics off, both with logs and traces off (ACCESS_LOG=false, LOG_LEVEL=WARNING,
 no OTEL_* variable), and metrics on with logs and traces on as the compose stack ships them
-(JSON lines, a line per request and per domain event, to the server's log file; requests
+(JSON lines, one per request with its outcome, to the server's log file; requests
 traced at the shipped sampling, exported over OTLP/HTTP to the trace sink, trace_sink.py, a
 process of its own):
 

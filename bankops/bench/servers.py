@@ -133,7 +133,7 @@ def _shipped_sampler() -> dict[str, str]:
 
 
 # Logs and traces on, as the compose stack ships them (env.example): JSON lines on stdout
-# (here: the server's log file), one per request and one per domain event, and requests
+# (here: the server's log file), one per request with its outcome, and requests
 # traced at the shipped sampling, exported over OTLP/HTTP.
 TELEMETRY_ON = {"LOG_FORMAT": "json", "ACCESS_LOG": "true", "LOG_LEVEL": "INFO",
                 "OTEL_SERVICE_NAME": "bank-api", **_shipped_sampler()}

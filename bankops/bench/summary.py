@@ -402,8 +402,8 @@ def _telemetry_section(s: dict, ratios: list[dict]) -> str:
         "## 6. Logs and traces: what they cost",
         "",
         "The API with metrics on, logs and traces off (*off*) against the same API with JSON "
-        "logs (`LOG_FORMAT=json`, `ACCESS_LOG=true`, `LOG_LEVEL=INFO`: a line per request and "
-        "per domain event, written to the server's log file) and traces (sampled as env.example "
+        "logs (`LOG_FORMAT=json`, `ACCESS_LOG=true`, `LOG_LEVEL=INFO`: one line per request, "
+        "with its outcome, written to the server's log file) and traces (sampled as env.example "
         "ships them, exported over OTLP/HTTP in batches) on (*on*), measured back to "
         "back. *Added* is the API's CPU per request on minus off; the trace sink "
         "(bankops.otlp_receiver decoding every span, in its own process, in place of a "
