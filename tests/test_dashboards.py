@@ -6,7 +6,11 @@ every convention the dashboards keep (below), is checked from the files:
 - dashboards are provisionable as they are: no numeric id, fixed uids, datasources by pinned UID;
 - every PromQL expression parses, reads counters only through rate()/increase() over
   $__rate_interval, builds quantiles from sum by (le, ...), and names only documented metrics
-  (docs/metrics.md) on the right job;
+  (docs/metrics.md) on the right job, alerts that exist and the series the recording rules
+  record (documented too, with the labels they carry);
+- the service level objectives' dashboard has, for each objective of slos.yml, its row of
+  panels with the titles runbooks name, reading that objective's series, with the objective
+  and the alerts' burn rates as thresholds;
 - the latency panels ask for exemplars (once each), only on the histograms the API attaches
   trace_id exemplars to, and Prometheus' datasource turns their trace_id into a Tempo link;
 - every SQL query is a read-only SELECT on the tables the read-only login may read;
@@ -40,7 +44,7 @@ from bank_api.observability import request_record
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA_TYPECHECK = REPO / "tests" / "grafana"
-EXPECTED_UIDS = {"bank-overview", "bank-endpoint", "bank-business"}
+EXPECTED_UIDS = {"bank-overview", "bank-endpoint", "bank-business", "bank-slo"}
 DASHBOARDS_MOUNT = "/var/lib/grafana/dashboards"
 
 # Tables the read-only PostgreSQL login (datasource.yml) has SELECT on.
@@ -61,12 +65,24 @@ RANGE_FUNCTIONS = {"rate", "irate", "increase"}
 BUILTIN_NAMES = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 BUILTIN_PREFIXES = ("pg_", "process_", "locust_")
 # Which scrape job each family of series comes from (job names from docs/metrics.md).
+# The SLO recording rules keep the job of the API series they are computed from.
 JOB_BY_PREFIX = {
     "http_": "bank-api",
     "bank_": "bank-api",
+    "slo:": "bank-api",
     "process_": "bank-api",
     "pg_": "postgres-exporter",
     "locust_": "locust",
+}
+
+# The service level objectives (slos.yml), the rule files Prometheus loads (prometheus.yml),
+# the dashboard that shows the objectives, and the panels each objective's row has: runbooks
+# name them by these titles.
+SLOS = REPO / "slos.yml"
+SLO_DASHBOARD = "bank-slo"
+SLO_PANEL_TITLES = {
+    "SLI now", "Objective", "Error budget left", "Alert state", "Error budget over time",
+    "Burn rate by window",
 }
 
 
@@ -138,8 +154,16 @@ def provisioned_datasources() -> dict[str, str]:
     return {ds["uid"]: ds["type"] for ds in config["datasources"]}
 
 
+def is_recorded(name: str) -> bool:
+    """A series a recording rule writes: named level:metric:operations, the only names with
+    a colon (Prometheus' naming practice). It carries exactly the labels the rule keeps; a
+    scraped series also carries job and instance."""
+    return ":" in name
+
+
 def contract() -> tuple[dict[str, tuple[str, set[str]]], set[str]]:
-    """docs/metrics.md as ({metric: (type, labels)}, {jobs})."""
+    """docs/metrics.md as ({metric: (type, labels)}, {jobs}). A row may name several metrics
+    ("`a`, `b`") that share type and labels."""
     metrics: dict[str, tuple[str, set[str]]] = {}
     jobs: set[str] = set()
     header: list[str] = []
@@ -154,15 +178,17 @@ def contract() -> tuple[dict[str, tuple[str, set[str]]], set[str]]:
         if set("".join(cells)) <= set("-: "):
             continue  # the |---|---| line under the header
         row = dict(zip(header, cells, strict=False))
-        name = re.fullmatch(r"`([\w:-]+)`", row.get("metric", row.get("job", "")))
-        if not name:
+        cell = row.get("metric", row.get("job", ""))
+        if not re.fullmatch(r"`[\w:-]+`(\s*,\s*`[\w:-]+`)*", cell):
             continue
+        names = re.findall(r"`([\w:-]+)`", cell)
         if "job" in row:
-            jobs.add(name[1])
+            jobs.update(names)
         else:
             # labels cell: "`operation` (`credit`, ...), `outcome` (...)": drop the value lists
             labels = set(re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", row.get("labels", ""))))
-            metrics[name[1]] = (row.get("type", ""), labels)
+            for name in names:
+                metrics[name] = (row.get("type", ""), labels)
     return metrics, jobs
 
 
@@ -170,7 +196,7 @@ def series_names(metrics: dict[str, tuple[str, set[str]]]) -> dict[str, set[str]
     """Every series name a documented metric exposes -> the labels it may carry."""
     names: dict[str, set[str]] = {}
     for name, (kind, labels) in metrics.items():
-        base = labels | {"job", "instance"}
+        base = set(labels) if is_recorded(name) else labels | {"job", "instance"}
         names[name] = base | ({"quantile"} if kind.startswith("summary") else set())
         if kind.startswith("histogram"):
             names[f"{name}_bucket"] = base | {"le"}
@@ -436,6 +462,10 @@ def check_selector(selector: Any, where_: str, names: dict[str, set[str]], jobs:
         f"{where_}: {name} is not in docs/metrics.md"
     )
     job = matchers.get("job")
+    if name in names and "job" not in names[name]:
+        # a recorded series without a job (a constant): a job matcher would select nothing
+        assert job is None, f"{where_}: {name} has no job label (docs/metrics.md)"
+        return
     assert job is not None and job.op == promql_parser.MatchOp.Equal, (
         f'{where_}: {name} must be selected with job="..."'
     )
@@ -475,7 +505,146 @@ def test_contract_is_read():
     assert metrics["http_requests_total"] == ("counter", {"handler", "method", "status"})
     assert metrics["bank_operations_total"][1] == {"operation", "outcome"}
     assert "http_request_duration_seconds_bucket" in series_names(metrics)
+    assert metrics["slo:burn_rate:rate1m"][1] == metrics["slo:burn_rate:rate6m"][1]
+    assert series_names(metrics)["slo:burn_rate:rate1m"] == {"job", "slo"}
+    assert series_names(metrics)["slo:objective:ratio"] == {"slo"}
 
+
+def rule_files() -> list[dict[str, Any]]:
+    """The rule files prometheus.yml loads (named relative to it), parsed."""
+    config = yaml.safe_load((REPO / "prometheus.yml").read_text(encoding="utf-8"))
+    return [yaml.safe_load((REPO / name).read_text(encoding="utf-8"))
+            for name in config.get("rule_files", [])]
+
+
+def rules() -> list[dict[str, Any]]:
+    return [rule for file in rule_files() for group in file["groups"] for rule in group["rules"]]
+
+
+def test_recorded_series_are_in_the_contract():
+    """docs/metrics.md lists exactly the series the recording rules write, with the labels
+    the rules set: a rule renamed by the generator (bankops.slo) is a contract change."""
+    metrics, _ = contract()
+    recorded = {rule["record"]: set(rule.get("labels", {})) for rule in rules() if "record" in rule}
+    assert recorded, "no recording rule: the SLO dashboard reads recorded series"
+    documented = {name for name in metrics if is_recorded(name)}
+    assert documented == set(recorded), (
+        f"recorded, not documented: {sorted(set(recorded) - documented)}; "
+        f"documented, not recorded: {sorted(documented - set(recorded))}"
+    )
+    for name, labels in recorded.items():
+        assert labels <= metrics[name][1], f"{name}: labels {sorted(labels)} not in metrics.md"
+
+
+def test_alert_queries_name_alerts_that_exist():
+    """ALERTS{alertname="X"} returns nothing, forever, when no rule is named X."""
+    alerts = {rule["alert"]: rule for rule in rules() if "alert" in rule}
+    for uid, title, expr in PROM_QUERIES:
+        for selector, _ in selectors(promql_parser.parse(expr)):
+            if selector.name not in ("ALERTS", "ALERTS_FOR_STATE"):
+                continue
+            for matcher in selector.matchers.matchers:
+                if matcher.name == "alertname":
+                    assert matcher.op == promql_parser.MatchOp.Equal, f"{uid}: {title!r}"
+                    assert matcher.value in alerts, f"{uid}: {title!r}: no alert {matcher.value}"
+
+
+def threshold_color(panel: dict[str, Any], value: float) -> str:
+    """The color Grafana gives a value: the last step at or below it (the first is the base)."""
+    color = ""
+    for step in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]:
+        if step["value"] is None or step["value"] <= value:
+            color = step["color"]
+    return color
+
+
+def slo_rows(board: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """{slo label value: the panels of its row}, the value read from the row's queries."""
+    rows: list[list[dict[str, Any]]] = []
+    for panel in board["panels"]:
+        if panel["type"] == "row":
+            assert not panel.get("collapsed"), f"{where(board, panel)}: keep it open"
+            rows.append([])
+        elif rows:
+            rows[-1].append(panel)
+    found: dict[str, list[dict[str, Any]]] = {}
+    for panels in rows:
+        values = {
+            matcher.value
+            for panel in panels
+            for target in prometheus_targets(panel)
+            for selector, _ in selectors(promql_parser.parse(target["expr"]))
+            for matcher in selector.matchers.matchers
+            if matcher.name == "slo"
+        }
+        assert len(values) == 1, f"{SLO_DASHBOARD}: a row reads objectives {sorted(values)}"
+        [slo] = values
+        assert slo not in found, f"{SLO_DASHBOARD}: two rows for {slo}"
+        found[slo] = panels
+    return found
+
+
+def series_read(panel: dict[str, Any]) -> set[str]:
+    return {
+        selector.name
+        for target in prometheus_targets(panel)
+        for selector, _ in selectors(promql_parser.parse(target["expr"]))
+    }
+
+
+def test_slo_dashboard_has_a_row_per_objective():
+    """Each objective of slos.yml has its row on the SLO dashboard, with the panels runbooks
+    name, each reading that objective's series (and only its): the SLI against the
+    objective, the budget left (red once spent), the alerts' state, the burn rate over
+    every window the alerts use with their thresholds."""
+    spec = yaml.safe_load(SLOS.read_text(encoding="utf-8"))
+    [board] = [d for d in dashboards() if d["uid"] == SLO_DASHBOARD]
+    rows = slo_rows(board)
+    assert set(rows) == {o["name"] for o in spec["objectives"]}
+    alert_names = {a["alert"] for a in spec["alerts"]}
+    burn_rates = {w["burn_rate"] for a in spec["alerts"] for w in a["windows"]}
+    alert_windows = {  # the burn-rate series the alerts compare, e.g. slo:burn_rate:rate1m
+        selector.name
+        for rule in rules() if rule.get("alert") in alert_names
+        for selector, _ in selectors(promql_parser.parse(rule["expr"]))
+    }
+    assert alert_windows and all(n.startswith("slo:burn_rate:") for n in alert_windows)
+    reads = {
+        "SLI now": {"slo:sli_error:ratio_rate1m"},
+        "Objective": {"slo:objective:ratio"},
+        "Error budget left": {"slo:period_error_budget_remaining:ratio"},
+        "Alert state": {"ALERTS"},
+        "Error budget over time": {"slo:period_error_budget_remaining:ratio"},
+        "Burn rate by window": alert_windows,
+    }
+    for objective in spec["objectives"]:
+        panels = {p["title"]: p for p in rows[objective["name"]]}
+        at = f"{SLO_DASHBOARD}: row {objective['name']}"
+        assert set(panels) == SLO_PANEL_TITLES, f"{at}: panels {sorted(panels)}"
+        for title, series in reads.items():
+            assert series <= series_read(panels[title]), f"{at}: {title!r} reads {series}"
+        sli = panels["SLI now"]
+        assert threshold_color(sli, objective["objective"]) == "green", at
+        assert threshold_color(sli, objective["objective"] - 0.0001) == "red", at
+        budget = panels["Error budget left"]
+        assert threshold_color(budget, 0) == "red" and threshold_color(budget, 0.5) != "red", at
+        burn = panels["Burn rate by window"]
+        steps = {s["value"] for s in burn["fieldConfig"]["defaults"]["thresholds"]["steps"]}
+        assert burn_rates <= steps, f"{at}: burn rate lines {sorted(steps - {None})}"
+        state = panels["Alert state"]
+        asked = {
+            m.value
+            for target in prometheus_targets(state)
+            for selector, _ in selectors(promql_parser.parse(target["expr"]))
+            for m in selector.matchers.matchers
+            if selector.name == "ALERTS" and m.name == "alertname"
+        }
+        assert asked == alert_names, f"{at}: alert state of {sorted(asked)}"
+        for target in prometheus_targets(state):
+            # ALERTS has no series while nothing fires: the panel says OK, not "No data"
+            assert re.search(r"\bor\s+on\s*\(\s*\)\s*vector\(0\)\s*$", target["expr"]), at
+        [mapping] = state["fieldConfig"]["defaults"]["mappings"]
+        assert set(mapping["options"]) == {"0", "1"}, f"{at}: OK and firing mapped"
 
 def test_substitution_refuses_unknown_variables():
     with pytest.raises(ValueError):

@@ -12,10 +12,13 @@ then the API serves a short Locust run (bank_loadtest), and:
 - every PromQL query of every dashboard returns data, and so does every SQL panel run through
   the read-only login the Grafana datasource uses;
 - the number of requests Prometheus counted agrees with the number Locust sent;
+- under a second Locust run, the fault switch at 20 % errors on the money routes pages
+  (ErrorBudgetFastBurn, routed to the `page` receiver) and the page resolves once it is off;
+  so does 300 ms more on the ledger route (slo="latency"); the times are printed;
 - once the API is stopped, BankApiDown reaches Alertmanager.
 
-About four and a half minutes: two quiet minutes, a minute of load (enough for the
-dashboards' 1m rate windows), then the 30 s `for:` of BankApiDown.
+About eight minutes: two quiet minutes, a minute of load (enough for the dashboards' 1m rate
+windows), about three minutes of incidents, then the 30 s `for:` of BankApiDown.
 """
 
 from __future__ import annotations
@@ -240,7 +243,7 @@ def test_prometheus_runs_the_repo_config_with_only_addresses_changed(stack: Nati
     assert without_addresses(native) == without_addresses(original)
 
     ports = stack.ports
-    assert native["rule_files"] == [str(REPO / "alerts.yml")]
+    assert native["rule_files"] == [str(REPO / "alerts.yml"), str(REPO / "slo-rules.yml")]
     assert [t for am in native["alerting"]["alertmanagers"]
             for sc in am["static_configs"] for t in sc["targets"]] == [
         f"127.0.0.1:{ports.alertmanager}"]
@@ -368,6 +371,98 @@ def test_prometheus_counts_what_locust_sent(load_run: LoadRun):
         print(f"  {route:45} Locust {count:6}  Prometheus {answered.get(route, 0):6.0f}")
     assert sent > 100, "the run was too short to compare anything"
     assert math.isclose(ratio, 1, abs_tol=0.02), f"Prometheus {counted:.0f} vs Locust {sent}"
+
+
+# ------------------------------------------------------------------------------ SLO pages
+
+MONEY_ROUTES = ["/accounts/{account_id}/transactions", "/transfers"]
+# The fault switch chooses route templates, not methods: the ledger's template is both its
+# history (GET, about a third of reads) and credits and debits (POST). So the errors on the
+# money routes also reach the history's reads, and the latency reaches both.
+LEDGER_ROUTE = "/accounts/{account_id}/transactions"
+INCIDENTS = {
+    "money-movements": {"error_rate": 0.2, "routes": MONEY_ROUTES},
+    "latency": {"latency_ms": 300, "routes": [LEDGER_ROUTE]},
+}
+PAGE_LIMIT = 120  # seconds: a bound for the test, not the target (docs/slos.md)
+WARM_UP = 30  # seconds of load before the first incident: every SLO window has traffic
+
+
+@dataclass
+class Incident:
+    paged_after: float | None = None  # seconds from the switch to the page at Alertmanager
+    receivers: list[str] = field(default_factory=list)
+    resolved_after: float | None = None  # seconds from switching off to the page gone
+
+
+def burn_pages(alertmanager: httpx.Client, slo: str) -> list[dict]:
+    return [a for a in alertmanager.get("/api/v2/alerts", params={"active": "true"}).json()
+            if a["labels"].get("alertname") == "ErrorBudgetFastBurn"
+            and a["labels"].get("slo") == slo]
+
+
+def wait(condition, limit: float) -> float | None:
+    """Seconds until condition() holds, polled twice a second; None past the limit."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.5)
+    return None
+
+
+def cause(stack: NativeStack, alertmanager: httpx.Client, slo: str, faults: dict) -> Incident:
+    """Switch the faults on, wait for the page, switch them off, wait until it is gone."""
+    incident = Incident()
+    stack.set_faults(faults)
+    try:
+        incident.paged_after = wait(lambda: burn_pages(alertmanager, slo), PAGE_LIMIT)
+        pages = burn_pages(alertmanager, slo)
+        incident.receivers = sorted(r["name"] for page in pages for r in page["receivers"])
+    finally:
+        stack.clear_faults()
+    incident.resolved_after = wait(lambda: not burn_pages(alertmanager, slo), PAGE_LIMIT)
+    return incident
+
+
+@pytest.fixture(scope="module")
+def slo_incidents(stack: NativeStack, load_run: LoadRun) -> dict[str, Incident]:
+    """After the first run: a second Locust run, and each incident of INCIDENTS in turn."""
+    seen: dict[str, Incident] = {}
+    seconds = WARM_UP + len(INCIDENTS) * 2 * PAGE_LIMIT  # cut short once the incidents end
+    done = threading.Event()
+
+    def run() -> None:
+        with (stack.log_dir / "load-incidents.log").open("a") as log:
+            run_load(stack.api_url, shape="steady", users=LOAD_USERS, duration=seconds,
+                     run_dir=stack.work_dir / "load-incidents", database_url=stack.database_url,
+                     web_port=stack.ports.locust, max_failure_ratio=1,
+                     log=lambda line: print(line, file=log, flush=True))
+        done.set()
+
+    locust = threading.Thread(target=run, daemon=True)
+    locust.start()
+    time.sleep(WARM_UP)
+    with httpx.Client(base_url=stack.alertmanager_url, timeout=10) as alertmanager:
+        for slo, faults in INCIDENTS.items():
+            assert not done.is_set(), "the load run ended before the incidents"
+            seen[slo] = cause(stack, alertmanager, slo, faults)
+    # Stops the users: the master quits (--autoquit) and the runner checks the books.
+    httpx.post(f"{stack.locust_url}/stop", timeout=10).raise_for_status()
+    locust.join(timeout=PAGE_LIMIT)
+    return seen
+
+
+@pytest.mark.parametrize("slo", sorted(INCIDENTS))
+def test_an_incident_pages_and_the_page_resolves(slo_incidents: dict[str, Incident], slo: str):
+    incident = slo_incidents[slo]
+    print(f"\n{slo}: {INCIDENTS[slo]} -> ErrorBudgetFastBurn at Alertmanager after "
+          f"{incident.paged_after and round(incident.paged_after, 1)} s, resolved "
+          f"{incident.resolved_after and round(incident.resolved_after, 1)} s after switching "
+          f"off; receivers {incident.receivers}")
+    assert incident.paged_after is not None, f"no page for {slo} within {PAGE_LIMIT} s"
+    assert incident.receivers == ["page"], "a burn-rate page must reach the page receiver"
+    assert incident.resolved_after is not None, f"the page stayed {PAGE_LIMIT} s after"
 
 
 def test_stopped_api_fires_bank_api_down(stack: NativeStack, prometheus: Prometheus,

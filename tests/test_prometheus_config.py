@@ -1,9 +1,13 @@
-"""Validate prometheus.yml, alerts.yml, alerts.test.yml and alertmanager.yml.
+"""Validate prometheus.yml, its rule files (alerts.yml, slo-rules.yml), their unit tests
+(alerts.test.yml, slo-rules.test.yml, slo-rules.long.test.yml), the alerts' runbooks
+(docs/runbooks/) and alertmanager.yml.
 
 Two kinds of checks:
 - the real tools (promtool, amtool from Debian's packages) parse the files and run the alert
   unit tests; missing tools are a failure, not a skip;
-- static checks in Python against the metrics contract in docs/metrics.md.
+- static checks in Python against the metrics contract in docs/metrics.md, and of every alert
+  of every rule file prometheus.yml loads: severity, annotations, rate windows, a runbook that
+  exists (down to its heading), a unit test where it fires and one where it stays quiet.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import promql_parser
@@ -21,9 +26,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_YML = REPO_ROOT / "prometheus.yml"
 ALERTS_YML = REPO_ROOT / "alerts.yml"
 ALERTS_TEST_YML = REPO_ROOT / "alerts.test.yml"
+# Generated from slos.yml by `python -m bankops.slo`: the objectives' burn-rate alerts.
+SLO_RULES_YML = REPO_ROOT / "slo-rules.yml"
+SLO_RULES_TEST_YML = REPO_ROOT / "slo-rules.test.yml"
+SLO_RULES_LONG_TEST_YML = REPO_ROOT / "slo-rules.long.test.yml"
+SLOS_YML = REPO_ROOT / "slos.yml"
 ALERTMANAGER_YML = REPO_ROOT / "alertmanager.yml"
 METRICS_MD = REPO_ROOT / "docs" / "metrics.md"
+RUNBOOKS = REPO_ROOT / "docs" / "runbooks"
 INSTALL_SCRIPT = "scripts/install-observability-tools.sh"
+
+# Each rule file's promtool unit tests, in the file beside it.
+UNIT_TESTS = {ALERTS_TEST_YML: ALERTS_YML, SLO_RULES_TEST_YML: SLO_RULES_YML,
+              SLO_RULES_LONG_TEST_YML: SLO_RULES_YML}
 
 
 def load_yaml(path: Path) -> dict:
@@ -52,11 +67,17 @@ def test_promtool_check_config() -> None:
     run_tool("promtool", "check", "config", PROMETHEUS_YML.name)
 
 
+def rule_files() -> list[Path]:
+    """The rule files prometheus.yml loads (relative to it: the repo root)."""
+    return [REPO_ROOT / name for name in load_yaml(PROMETHEUS_YML)["rule_files"]]
+
+
 def test_promtool_check_rules() -> None:
-    run_tool("promtool", "check", "rules", ALERTS_YML.name)
+    run_tool("promtool", "check", "rules", *(path.name for path in rule_files()))
 
 
 def test_promtool_unit_tests_for_alerts() -> None:
+    # slo-rules.test.yml and slo-rules.long.test.yml run in tests/test_slo_rules.py.
     run_tool("promtool", "test", "rules", ALERTS_TEST_YML.name)
 
 
@@ -137,7 +158,8 @@ def test_bank_api_job_discovers_every_replica() -> None:
 
 def test_rules_and_alertmanager_are_wired() -> None:
     config = load_yaml(PROMETHEUS_YML)
-    assert config["rule_files"] == [ALERTS_YML.name]  # relative: same file natively and in compose
+    # Relative: the same files natively and in compose.
+    assert config["rule_files"] == [ALERTS_YML.name, SLO_RULES_YML.name]
     text = METRICS_MD.read_text(encoding="utf-8")
     alertmanager = re.search(r"Alertmanager: `([^`]+)`", text).group(1)
     targets = [
@@ -149,26 +171,48 @@ def test_rules_and_alertmanager_are_wired() -> None:
     assert targets == [alertmanager]
 
 
-# --------------------------------------------------------------------------- alerts.yml
+# --------------------------------------------------------------------------- rule files
 
 
-def alert_rules() -> list[dict]:
+def all_rules() -> list[dict]:
+    """Every rule, recording and alerting, of every rule file prometheus.yml loads."""
     return [
         rule
-        for group in load_yaml(ALERTS_YML)["groups"]
+        for path in rule_files()
+        for group in load_yaml(path)["groups"]
         for rule in group["rules"]
-        if "alert" in rule
     ]
 
 
-ALERT_NAMES = sorted(rule["alert"] for rule in alert_rules())
+def alert_rules() -> list[dict]:
+    return [rule for rule in all_rules() if "alert" in rule]
 
 
-def test_alert_names_are_unique() -> None:
-    assert len(ALERT_NAMES) == len(set(ALERT_NAMES))
+def rule_id(rule: dict) -> str:
+    """The burn-rate alerts and the SLO recording rules exist once per objective (label slo)."""
+    name = rule.get("alert") or rule["record"]
+    slo = rule.get("labels", {}).get("slo")
+    return f"{name}[{slo}]" if slo else name
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["alert"])
+ALERT_RULES = alert_rules()
+ALERT_NAMES = sorted({rule["alert"] for rule in ALERT_RULES})
+
+
+def test_each_alert_is_defined_once() -> None:
+    # One file per alert name; rules sharing a name (one per objective) differ by labels.
+    files = defaultdict(set)
+    for path in rule_files():
+        for group in load_yaml(path)["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    files[rule["alert"]].add(path.name)
+    assert {name: sorted(f) for name, f in files.items() if len(f) > 1} == {}
+    keys = [(rule["alert"], sorted(rule.get("labels", {}).items())) for rule in ALERT_RULES]
+    assert [k for k, n in Counter(map(repr, keys)).items() if n > 1] == []
+
+
+@pytest.mark.parametrize("rule", ALERT_RULES, ids=rule_id)
 def test_alert_has_severity_summary_description(rule: dict) -> None:
     assert rule.get("labels", {}).get("severity") in {"critical", "warning", "info"}
     annotations = rule.get("annotations", {})
@@ -176,24 +220,40 @@ def test_alert_has_severity_summary_description(rule: dict) -> None:
     assert len(annotations.get("description", "").strip()) > 40, "description missing or terse"
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["alert"])
-def test_alert_expr_parses_as_promql(rule: dict) -> None:
+@pytest.mark.parametrize("rule", all_rules(), ids=rule_id)
+def test_rule_expr_parses_as_promql(rule: dict) -> None:
     promql_parser.parse(rule["expr"])
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["alert"])
-def test_alert_rate_windows_span_several_scrapes(rule: dict) -> None:
+def range_windows(expr: str) -> list[int]:
+    """The seconds of every range selector (`[1m]`, `[1h12m]`) in a PromQL expression."""
+    windows = []
+
+    def visit(node) -> None:
+        if isinstance(node, promql_parser.MatrixSelector):
+            windows.append(int(node.range.total_seconds()))
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return windows
+
+
+def test_range_windows_are_found() -> None:
+    assert range_windows("sum(rate(a[1h12m])) / sum(rate(b[30s]) > 0) or c") == [4320, 30]
+
+
+@pytest.mark.parametrize("rule", all_rules(), ids=rule_id)
+def test_rate_windows_span_several_scrapes(rule: dict) -> None:
     # At 5 s scrapes, a window below 20 s has too few samples: one miss and rate() vanishes.
-    for window in re.findall(r"\[(\d+)([smh])\]", rule["expr"]):
-        seconds = int(window[0]) * {"s": 1, "m": 60, "h": 3600}[window[1]]
-        assert seconds >= 20, f"window [{''.join(window)}] in {rule['alert']}"
+    # Recording rules too: the burn-rate alerts read their windows through them.
+    for seconds in range_windows(rule["expr"]):
+        assert seconds >= 20, f"a [{seconds}s] window in {rule_id(rule)}"
 
 
 def test_contract_alerts_exist() -> None:
     required = {
         "BankApiDown",
-        "BankApiHigh5xxRatio",
-        "BankApiHighLatencyP95",
+        "ErrorBudgetFastBurn",
+        "ErrorBudgetSlowBurn",
         "PostgresDown",
         "PostgresExporterDown",
         "DatabasePoolExhausted",
@@ -203,13 +263,99 @@ def test_contract_alerts_exist() -> None:
     assert required <= set(ALERT_NAMES)
 
 
-# --------------------------------------------------------------------------- alerts.test.yml
+@pytest.mark.parametrize(
+    ("alertname", "severity"),
+    [("ErrorBudgetFastBurn", "critical"), ("ErrorBudgetSlowBurn", "warning")],
+)
+def test_every_objective_has_its_burn_rate_alerts(alertname: str, severity: str) -> None:
+    # A page for a fast burn and a ticket for a slow one, for every objective of slos.yml.
+    objectives = {objective["name"] for objective in load_yaml(SLOS_YML)["objectives"]}
+    rules = [rule for rule in ALERT_RULES if rule["alert"] == alertname]
+    assert sorted(rule["labels"]["slo"] for rule in rules) == sorted(objectives)
+    assert {rule["labels"]["severity"] for rule in rules} == {severity}
+
+
+# --------------------------------------------------------------------------- runbooks
+
+RUNBOOK_URL = re.compile(r"docs/runbooks/(?P<file>[^/#]+\.md)(?:#(?P<anchor>.+))?")
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading (its slugger, applied to the rendered text): links
+    and code reduced to their text, lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)
+    text = re.sub(r"<[^>]+>", "", text).lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """The anchors of a Markdown file's headings; a repeated one gets -1, -2, ... as on
+    GitHub. Lines in fenced code blocks (a shell comment, say) are not headings."""
+    anchors: set[str] = set()
+    seen: Counter[str] = Counter()
+    fenced = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if re.match(r" {0,3}(```|~~~)", line):
+            fenced = not fenced
+            continue
+        match = re.match(r" {0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$", line)
+        if fenced or not match:
+            continue
+        anchor = github_anchor(match.group(1))
+        anchors.add(f"{anchor}-{seen[anchor]}" if seen[anchor] else anchor)
+        seen[anchor] += 1
+    return anchors
+
+
+def test_github_anchors(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Title\n## Money movements\n## `reads`: GET routes\n## What to do\n"
+        "```sh\n# not a heading\n```\n### What to do\n## Latency (p95, [link](x.md)) ##\n",
+        encoding="utf-8",
+    )
+    assert heading_anchors(page) == {
+        "title",
+        "money-movements",
+        "reads-get-routes",
+        "what-to-do",
+        "what-to-do-1",
+        "latency-p95-link",
+    }
+
+
+@pytest.mark.parametrize("rule", ALERT_RULES, ids=rule_id)
+def test_alert_links_its_runbook(rule: dict) -> None:
+    # Relative to the repository: the same link natively, in compose and on GitHub.
+    url = rule.get("annotations", {}).get("runbook_url", "")
+    match = RUNBOOK_URL.fullmatch(url)
+    assert match, f"runbook_url {url!r} is not docs/runbooks/<AlertName>.md[#heading]"
+    assert match.group("file") == f"{rule['alert']}.md", "one runbook per alert, named after it"
+    path = RUNBOOKS / match.group("file")
+    assert path.is_file(), f"{url}: no such file"
+    anchor = match.group("anchor")
+    if anchor is not None:
+        anchors = heading_anchors(path)
+        assert anchor in anchors, f"{url}: no such heading; the file has {sorted(anchors)}"
+
+
+def test_runbooks_are_the_alerts_and_indexed() -> None:
+    runbooks = {path.name for path in RUNBOOKS.glob("*.md")} - {"README.md"}
+    assert runbooks == {f"{name}.md" for name in ALERT_NAMES}
+    index = (RUNBOOKS / "README.md").read_text(encoding="utf-8")
+    assert runbooks <= set(re.findall(r"\]\(([^)#]+\.md)[)#]", index))
+
+
+# --------------------------------------------------------------------------- unit tests
 
 
 def rule_test_cases() -> list[dict]:
-    tests = load_yaml(ALERTS_TEST_YML)
-    assert tests["rule_files"] == [ALERTS_YML.name]
-    return [case for group in tests["tests"] for case in group.get("alert_rule_test", [])]
+    cases = []
+    for path in UNIT_TESTS:
+        tests = load_yaml(path)
+        assert tests["rule_files"] == [UNIT_TESTS[path].name], path.name
+        cases += [case for group in tests["tests"] for case in group.get("alert_rule_test", [])]
+    return cases
 
 
 @pytest.mark.parametrize("alertname", ALERT_NAMES)
@@ -217,15 +363,17 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test(alertname: str) -> None:
     cases = [c for c in rule_test_cases() if c["alertname"] == alertname]
     firing = [c for c in cases if c.get("exp_alerts")]
     quiet = [c for c in cases if not c.get("exp_alerts")]
-    assert firing, f"no case in alerts.test.yml where {alertname} fires"
-    assert quiet, f"no case in alerts.test.yml where {alertname} stays quiet"
+    where = " or ".join(path.name for path in UNIT_TESTS)
+    assert firing, f"no case in {where} where {alertname} fires"
+    assert quiet, f"no case in {where} where {alertname} stays quiet"
     for case in firing:
         for alert in case["exp_alerts"]:
             assert alert.get("exp_annotations", {}).get("summary"), "summary not checked"
 
 
-def test_unit_tests_use_the_5s_intervals() -> None:
-    tests = load_yaml(ALERTS_TEST_YML)
+@pytest.mark.parametrize("path", list(UNIT_TESTS), ids=lambda p: p.name)
+def test_unit_tests_use_the_5s_intervals(path: Path) -> None:
+    tests = load_yaml(path)
     assert tests["evaluation_interval"] == "5s"
     assert {group["interval"] for group in tests["tests"]} == {"5s"}
 

@@ -7,9 +7,11 @@ One stack (bankops.stack, with the API's fault switch enabled) serves two short 
   has its HTML, Markdown and every chart it shows as a real PNG, the Prometheus charts among
   them; its numbers are exactly those of locust_stats.csv;
 - a run with the fault switch on for one route: the report shows that route's failures and
-  their reason, `fault_injected`, and Prometheus's 5xx answers.
+  their reason, `fault_injected`, and Prometheus's 5xx answers;
+- both: the service level objectives of slos.yml over the run, the healthy one within them,
+  the faulty one burning the reads' budget fast enough to page.
 
-About two minutes: the stack's start, 30 s and 20 s of load, the reports.
+About two minutes: the stack's start, 30 s and 30 s of load, the reports.
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ from bank_loadtest.runner import run_load
 from bank_report.generate import generate, worst_name
 from bank_report.locust_data import read_stats
 from bankops.processes import free_port, free_ports
+from bankops.slo import spec as slo_spec
 from bankops.stack.native import NativeStack, Ports
 
 pytestmark = pytest.mark.slow
 
 USERS = 5
 HEALTHY_SECONDS = 30
-FAULTY_SECONDS = 20
+# Long enough for the burn-rate alerts to fire within the run: the 5xx series appears at the
+# first scrape after the first fault, the rules need two of its samples, then one evaluation
+# (5 s each): about 15 s.
+FAULTY_SECONDS = 30
 FAST_CUSTOMERS = "0.1-0.5"  # short think time: a short run still reaches every endpoint
 FAULTY_ROUTE = "/accounts/{account_id}"  # the balance check, the most frequent request
 FAULTS = {"error_rate": 0.5, "latency_ms": 0, "routes": [FAULTY_ROUTE]}
@@ -44,6 +50,9 @@ PROMETHEUS_CHARTS = {"server_latency.png", "requests_by_status.png", "db_pool.pn
                      "process_cpu.png", "process_memory.png"}
 LOCUST_CHARTS = {"throughput.png", "latency.png", "error_ratio.png", "users.png"}
 LOOKUP_HEADING = "### Requests to look up in the API's logs"
+SLO_HEADING = "## Service level objectives"
+FAULTY_OBJECTIVE = "reads"  # the objective FAULTY_ROUTE is in
+SERVER_ERROR = re.compile(r"status 5\d\d")  # a Locust failure reason for a 5xx answer
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -192,7 +201,10 @@ def test_report_without_prometheus_says_so(healthy: Report, tmp_path: Path):
     markdown = (out / "report.md").read_text()
     assert "was not reachable" in markdown
     assert "**alerts fired:** unknown" in markdown
+    assert "**objectives met over the run:** unknown" in markdown
+    assert "No data: Prometheus at" in markdown.split(SLO_HEADING, 1)[1]
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["slos"] is None
     assert {c["file"] for c in summary["charts"]} == LOCUST_CHARTS
     assert summary["total"] == healthy.summary["total"]
 
@@ -275,3 +287,107 @@ def test_report_lists_failed_request_ids_of_the_faulty_route(faulty: Report):
         assert "fault_injected" in row["reason"]
         assert row["echoed"] == "yes"  # the API answered with this id
         assert row["request id"] in faulty.html
+
+
+# ------------------------------------------------------------------------------ objectives
+
+
+def slo_rows(report: Report) -> dict[str, dict[str, str]]:
+    """The objectives table of report.md: SLO name -> row."""
+    return {r["SLO"].strip("*"): r for r in markdown_table(report.markdown, SLO_HEADING)}
+
+
+def check_objective_numbers(report: Report) -> dict[str, dict]:
+    """Every objective of slos.yml is in the report, its numbers derived from its error ratio
+    over the run as the report says (summary.json and report.md alike); returns them by name."""
+    spec = slo_spec.load()
+    slos = report.summary["slos"]
+    assert slos["rules_loaded"] and slos["rules_differ"] == [], slos
+    assert slos["run_seconds"] == report.summary["window"]["seconds"]
+    assert slos["demo_period_seconds"] == spec.demo_period == 40320  # 28d / 60: 11h12m
+    shown = {o["name"]: o for o in slos["objectives"]}
+    assert list(shown) == [o.name for o in spec.objectives]
+    rows = slo_rows(report)
+    assert list(rows) == list(shown)
+    for objective in spec.objectives:
+        o = shown[objective.name]
+        assert o["objective"] == objective.objective and o["error_budget"] == objective.budget
+        ratio = o["error_ratio"]
+        assert ratio is not None and 0 <= ratio <= 1, o  # every route had requests
+        assert o["sli_over_run"] == pytest.approx(1 - ratio)
+        assert o["met"] == (1 - ratio >= objective.objective)
+        assert o["burn_rate"] == pytest.approx(ratio / objective.budget)
+        assert o["budget_spent"] == pytest.approx(
+            o["burn_rate"] * slos["run_seconds"] / spec.demo_period)
+        assert f"[{slos['run_seconds']}s]" in o["queries"]["error_ratio"]
+        # The loaded rule's expression, evaluated at the end: a value even when its group
+        # (every 30 s) has not yet run since the run's first request.
+        assert o["budget_left"] is not None and o["budget_left"] <= 1, o
+        assert objective.name in o["queries"]["budget_left"]
+        row = rows[objective.name]
+        assert row["budget left"] == f"{o['budget_left']:.2%}"
+        assert row["target"] == f"{objective.objective:.1%}"
+        assert row["SLI over the run"] == f"{1 - ratio:.3%}"
+        assert row["met"] == ("yes" if o["met"] else "no")
+        assert row["budget spent"] == f"{o['budget_spent']:.2%}"
+    return shown
+
+
+def test_healthy_run_meets_the_availability_objectives(healthy: Report):
+    shown = check_objective_numbers(healthy)
+    for name in ("money-movements", "reads"):
+        o = shown[name]
+        assert o["error_ratio"] == 0 and o["met"] and o["budget_spent"] == 0, o
+        assert o["budget_left"] == 1, o  # no 5xx on this stack, ever
+        assert not [a for a in o["alerts"] if a["fired"]], o
+    [chart] = [c for c in healthy.summary["charts"] if c["source"] == "SLO"]
+    assert chart["file"] == "slo_burn_rate.png"
+    assert set(chart["series"]) == set(shown)  # one line per objective
+    assert "Error budget burn rate over 1m" in healthy.markdown.split(SLO_HEADING, 1)[1]
+
+
+def locust_server_error_ratio(report: Report, objective: slo_spec.Objective) -> float:
+    """The share of the objective's requests Locust saw answered with a 5xx."""
+    routes = {(r.method, r.handler) for r in objective.routes}
+    requests = sum(r["requests"] for r in report.summary["rows"]
+                   if (r["method"], r["name"]) in routes)
+    errors = sum(f["occurrences"] for f in report.summary["failures"]
+                 if (f["method"], f["name"]) in routes and SERVER_ERROR.search(f["error"]))
+    return errors / requests
+
+
+def test_fault_switch_burns_the_reads_budget_and_pages(faulty: Report):
+    spec = slo_spec.load()
+    shown = check_objective_numbers(faulty)
+    [reads] = [o for o in spec.objectives if o.name == FAULTY_OBJECTIVE]
+    o = shown[FAULTY_OBJECTIVE]
+    # The API's count (Prometheus) against Locust's. Not equal: rate() over the run misses
+    # the 5xx answered before the first scrape of their series (created by the first one),
+    # up to one scrape interval of the run's, less its extrapolation.
+    expected = locust_server_error_ratio(faulty, reads)
+    assert expected > 0.05
+    assert 0.7 * expected <= o["error_ratio"] <= 1.1 * expected, (o, expected)
+    assert not o["met"]
+    assert o["budget_left"] < 1, o  # spent during this run: the healthy one spent none
+    fast = {a.alert: p.burn_rate for a in spec.alerts for p in a.windows[:1]}
+    assert o["burn_rate"] > fast["ErrorBudgetFastBurn"], o
+
+    fired = {a["name"]: a for a in o["alerts"] if a["fired"]}
+    assert set(fired) == {"ErrorBudgetFastBurn", "ErrorBudgetSlowBurn"}, o["alerts"]
+    window = faulty.summary["window"]["seconds"]
+    for alert in fired.values():
+        assert 0 <= alert["firing_from_s"] <= alert["firing_until_s"] <= window, alert
+        assert alert["labels"]["slo"] == FAULTY_OBJECTIVE
+    page = fired["ErrorBudgetFastBurn"]
+    assert page["severity"] == "critical"
+    cell = slo_rows(faulty)[FAULTY_OBJECTIVE]["burn-rate alerts (s since start)"]
+    assert (f"ErrorBudgetFastBurn (critical): firing {page['firing_from_s']} to "
+            f"{page['firing_until_s']}") in cell
+    assert "ErrorBudgetFastBurn" in faulty.summary["alerts_fired"]
+
+    # The fault switch is on one read route only: money movements stay within their objective.
+    movements = shown["money-movements"]
+    assert movements["error_ratio"] == 0 and not movements["alerts"], movements
+    met = faulty.summary["slos"]["met"]
+    assert met == sum(o["met"] for o in shown.values()) < len(shown)
+    assert f"**objectives met over the run:** {met} of {len(shown)}" in faulty.markdown

@@ -17,6 +17,8 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from bank_report.locust_data import History
 from bank_report.prometheus_data import PrometheusData
+from bank_report.slo_data import SloData
+from bankops.slo.spec import duration
 
 SIZE_INCHES = (8.0, 3.0)
 DPI = 90  # about 720 x 270 pixels: readable, and small enough to commit a sample
@@ -31,7 +33,7 @@ class Chart:
     file: str
     title: str
     how_to_read: str
-    source: str  # "Locust" or "Prometheus"
+    source: str  # "Locust", "Prometheus", or "SLO" (Prometheus, shown with the objectives)
     series: tuple[str, ...] = ()  # the lines drawn, as named in the legend
 
 
@@ -54,13 +56,25 @@ def _thousands(value: float, _position: object) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
 
 
+@dataclass(frozen=True)
+class Threshold:
+    """A horizontal line: a value the lines are judged against (an alert's threshold)."""
+
+    value: float
+    label: str
+
+
 def _draw(path: Path, title: str, y_label: str, lines: list[Line], events: list[Event],
-          x_max: float, *, percent: bool = False, integers: bool = False) -> None:
+          x_max: float, *, percent: bool = False, integers: bool = False,
+          thresholds: Sequence[Threshold] = ()) -> None:
     figure = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="constrained")
     axes = figure.add_subplot()
     for line in lines:
         axes.plot(line.seconds, line.values, label=line.label, linewidth=1.5,
                   color=COLORS.get(line.label))
+    for threshold in thresholds:
+        axes.axhline(threshold.value, color="black", linestyle=":", linewidth=1,
+                     label=threshold.label)
     for number, event in enumerate(events, start=1):
         # Only the event's number on the chart: the report lists what each number was.
         axes.axvline(event.seconds, color="grey", linestyle="--", linewidth=1)
@@ -80,7 +94,7 @@ def _draw(path: Path, title: str, y_label: str, lines: list[Line], events: list[
         axes.yaxis.set_major_formatter(FuncFormatter(_thousands))
     if integers:
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    if len(lines) > 1:
+    if len(lines) + len(thresholds) > 1:
         # Beside the plot, never over the lines.
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     figure.savefig(path, dpi=DPI)
@@ -171,3 +185,28 @@ def draw_prometheus(data: PrometheusData, t0: float, x_max: float, out: Path,
         _draw(out / chart.file, chart.title, y_label, lines, events, x_max, **options)
         drawn.append(replace(chart, series=tuple(line.label for line in lines)))
     return drawn
+
+
+SLO_CHART_FILE = "slo_burn_rate.png"
+
+
+def draw_slo(data: SloData, t0: float, x_max: float, out: Path,
+             events: list[Event]) -> list[Chart]:
+    """Each objective's burn rate over the run (slo:burn_rate:rate<window>), and the threshold
+    above which the fastest burn-rate alert fires."""
+    if not data.burn_rate:
+        return []
+    window, pair = data.chart_window, data.chart_pair
+    production, short = duration(pair.long), duration(data.spec.demo(pair.short))
+    chart = Chart(
+        SLO_CHART_FILE, f"Error budget burn rate over {window} (Prometheus)",
+        f"How many times faster than its objective allows each objective spends its error "
+        f"budget, over the last {window} (production: {production}): 1 spends exactly the "
+        f"budget over the period, 0 spends none. Above the dotted line here and over "
+        f"{short} as well, {data.chart_alert.alert} fires ({data.chart_alert.severity}).",
+        "SLO")
+    lines = [Line(s.label, _seconds(s.timestamps, t0), s.values) for s in data.burn_rate]
+    threshold = Threshold(pair.burn_rate, f"{data.chart_alert.alert} ({pair.burn_rate:g}x)")
+    _draw(out / chart.file, chart.title, "burn rate (x the allowed pace)", lines, events,
+          x_max, thresholds=[threshold])
+    return [replace(chart, series=tuple(line.label for line in lines))]

@@ -10,8 +10,10 @@ RUN_DIR: machine.json (the machine, as recorded when the run started) and events
 (things done during the run, such as turning the fault switch on, marked on every chart).
 
 With --prometheus, the charts of the server's side (latency, status classes, DB pool, CPU,
-memory) and the alerts come from Prometheus over the run's window; the data must still be in
-Prometheus. Without it, or when it does not answer, the report says so and keeps Locust's part.
+memory), the alerts and the service level objectives of slos.yml (slo_data.py: each one's SLI
+over the run, the error budget the run spent and the budget left, its burn-rate alerts) come
+from Prometheus over the run's window; the data must still be in Prometheus. Without it, or
+when it does not answer, the report says so and keeps Locust's part.
 
 Writes into DIR (default RUN_DIR/report): index.html, report.md, summary.json (every number
 of the report, for scripts and tests) and the PNG files both pages show.
@@ -28,14 +30,15 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from bank_report import charts, locust_data, machine, prometheus_data
+from bank_report import charts, locust_data, machine, prometheus_data, slo_data
+from bankops.slo import spec as slo_spec
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Requests shown for the worst request name: failed ones, and the slowest ones.
 LOOKUP_ROWS = 5
 LOKI_QUERY = '{{service="api"}} | json | request_id="{}"'
 ALL_CHART_FILES = {"throughput.png", "latency.png", "error_ratio.png", "users.png"} | {
-    chart.file for chart, *_ in charts.PROMETHEUS_CHARTS.values()}
+    chart.file for chart, *_ in charts.PROMETHEUS_CHARTS.values()} | {charts.SLO_CHART_FILE}
 
 
 # ------------------------------------------------------------------------ number formatting
@@ -55,6 +58,21 @@ def per_second(value: float | None) -> str:
 
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2%}"
+
+
+def fine_percent(value: float | None) -> str:
+    """A share close to 100 %, where two decimals would round 99.996 % up to 100.00 %."""
+    return "n/a" if value is None else f"{value:.3%}"
+
+
+def target(value: float) -> str:
+    """An objective as slos.yml writes it: 99.9 %, not 99.90 %."""
+    return f"{round(value * 100, 6):g}%"
+
+
+def times(value: float | None) -> str:
+    """A burn rate: how many times the allowed pace."""
+    return "n/a" if value is None else f"{value:,.2f}x"
 
 
 def size(value: int | None) -> str:
@@ -111,6 +129,50 @@ def _alert(alert: prometheus_data.Alert, t0: float) -> dict:
             "fired": alert.fired, "pending_from_s": since(alert.pending),
             "firing_from_s": since(alert.firing),
             "firing_until_s": round(alert.firing[-1] - t0) if alert.firing else None}
+
+
+def _objective(over_run: slo_data.ObjectiveOverRun, alerts: list[prometheus_data.Alert],
+               t0: float) -> dict:
+    objective = over_run.objective
+    return {
+        "name": objective.name, "title": objective.title, "sli": objective.sli,
+        "threshold_ms": None if objective.threshold_seconds is None
+        else round(objective.threshold_seconds * 1000),
+        "objective": objective.objective, "error_budget": objective.budget,
+        "error_ratio": over_run.error_ratio, "sli_over_run": over_run.sli, "met": over_run.met,
+        "burn_rate": over_run.burn_rate, "budget_spent": over_run.budget_spent,
+        "budget_left": over_run.budget_left,
+        "alerts": [_alert(a, t0) for a in alerts if a.labels.get("slo") == objective.name],
+        "queries": over_run.queries,
+    }
+
+
+def _rules_differ(slo: slo_data.SloData) -> list[str]:
+    """The objectives whose value in the loaded rules (slo:objective:ratio) is not slos.yml's."""
+    loaded = slo.rules_objectives
+    return [o.name for o in slo.spec.objectives
+            if loaded and not math.isclose(loaded.get(o.name, -1), o.objective)]
+
+
+def slos(slo: slo_data.SloData | None, alerts: list[prometheus_data.Alert],
+         t0: float) -> dict | None:
+    """The section on the service level objectives (None: Prometheus was not queried)."""
+    if slo is None:
+        return None
+    spec = slo.spec
+    names = {a.alert for a in spec.alerts}
+    objectives = [_objective(o, [a for a in alerts if a.name in names], t0)
+                  for o in slo.objectives]
+    return {
+        "file": slo_spec.SPEC.name, "period": slo_spec.duration(spec.period),
+        "demo_period": slo_spec.duration(spec.demo_period),
+        "demo_period_seconds": spec.demo_period, "time_scale": spec.time_scale,
+        "run_seconds": slo.run_seconds, "burn_rate_alerts": sorted(names),
+        "rules_loaded": bool(slo.rules_objectives), "rules_differ": _rules_differ(slo),
+        "judged": sum(o["met"] is not None for o in objectives),
+        "met": sum(o["met"] is True for o in objectives),
+        "objectives": objectives,
+    }
 
 
 def worst_name(rows: list[locust_data.StatsRow]) -> tuple[locust_data.StatsRow, str] | None:
@@ -185,10 +247,14 @@ def build(run_dir: Path, out: Path, prometheus_url: str | None) -> dict:
         (out / stale).unlink(missing_ok=True)
     drawn = charts.draw_locust(history, start, end - start, out, events) if history else []
 
-    prometheus = None
+    prometheus = slo = None
     if prometheus_url:
         prometheus = prometheus_data.collect(prometheus_url, start, end)
         drawn += charts.draw_prometheus(prometheus, start, end - start, out, events)
+    if prometheus and prometheus.reachable:
+        slo = slo_data.collect(prometheus_url, slo_spec.load(), start, end)
+        prometheus.query_errors |= slo.query_errors
+        drawn += charts.draw_slo(slo, start, end - start, out, events)
 
     total = next(r for r in stats if r.is_total)
     fired = [a for a in prometheus.alerts if a.fired] if prometheus else []
@@ -223,6 +289,7 @@ def build(run_dir: Path, out: Path, prometheus_url: str | None) -> dict:
                                if prometheus.reachable and key not in prometheus.charts]},
         "alerts": [_alert(a, start) for a in prometheus.alerts] if prometheus else [],
         "alerts_fired": sorted({a.name for a in fired}),
+        "slos": slos(slo, prometheus.alerts if prometheus else [], start),
         "charts": [vars(c) for c in drawn],
     }
 
@@ -232,7 +299,8 @@ def render(summary: dict, out: Path) -> None:
                       autoescape=select_autoescape(enabled_extensions=("html.j2",)),
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters |= {"count": count, "ms": ms, "per_second": per_second, "percent": percent,
-                    "size": size, "option": option, "md": md_cell}
+                    "fine_percent": fine_percent, "target": target, "times": times, "size": size,
+                    "option": option, "md": md_cell}
     (out / "index.html").write_text(env.get_template("report.html.j2").render(**summary))
     (out / "report.md").write_text(env.get_template("report.md.j2").render(**summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -93,6 +93,12 @@ class Prometheus:
     def version(self) -> str:
         return self._get("/api/v1/status/buildinfo")["version"]
 
+    def recording_rules(self) -> list[dict]:
+        """The recording rules Prometheus has loaded, every group's, as /api/v1/rules lists them
+        (name, query, labels, ...)."""
+        groups = self._get("/api/v1/rules", type="record")["groups"]
+        return [rule for group in groups for rule in group["rules"]]
+
     def query(self, expr: str, at: float) -> list[dict]:
         return self._get("/api/v1/query", query=expr, time=at)["result"]
 

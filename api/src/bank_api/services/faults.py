@@ -2,8 +2,8 @@
 
 Off by default. An operator with ADMIN_TOKEN sets it with PUT /admin/faults; the setting is
 one database row, so every worker of every replica picks it up within a second
-(api/fault_injection.py applies it), and a class can watch the latency and 5xx alerts fire,
-then clear.
+(api/fault_injection.py applies it), and a class can watch the burn-rate pages
+(slo-rules.yml) fire, then clear.
 """
 
 from dataclasses import dataclass
