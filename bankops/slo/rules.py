@@ -31,6 +31,19 @@ HEADER = """\
 """
 
 
+def sli_error_name(window: int) -> str:
+    """The recorded error ratio over a window (seconds): slo:sli_error:ratio_rate1m."""
+    return f"slo:sli_error:ratio_rate{duration(window)}"
+
+
+def burn_rate_name(window: int) -> str:
+    """The recorded burn rate over a window (seconds): slo:burn_rate:rate1m."""
+    return f"slo:burn_rate:rate{duration(window)}"
+
+
+BUDGET_LEFT = "slo:period_error_budget_remaining:ratio"
+
+
 def _selector(metric: str, route: Route, extra: str = "") -> str:
     return (f'{metric}{{job="{JOB}", method="{route.method}", '
             f'handler="{route.handler}"{extra}}}')
@@ -73,9 +86,8 @@ def _query(expr: str, fmt: str) -> str:
     return f'{{{{ with query "{expr}" }}}}{{{{ . | first | value | {fmt} }}}}{{{{ end }}}}'
 
 
-def _burn(spec: Spec, window: int, objective: Objective) -> str:
-    return _query(f"slo:burn_rate:rate{duration(window)}{{slo='{objective.name}'}}",
-                  'printf "%.1f"')
+def _burn(window: int, objective: Objective) -> str:
+    return _query(f"{burn_rate_name(window)}{{slo='{objective.name}'}}", 'printf "%.1f"')
 
 
 def alert_rule(spec: Spec, alert: BurnAlert, objective: Objective) -> dict:
@@ -85,17 +97,15 @@ def alert_rule(spec: Spec, alert: BurnAlert, objective: Objective) -> dict:
         long, short = spec.demo(pair.long), spec.demo(pair.short)
         rate = f"{pair.burn_rate:g}"
         conditions.append(
-            f"(\n  slo:burn_rate:rate{duration(long)}{_name(objective)} > {rate}\n  and\n"
-            f"  slo:burn_rate:rate{duration(short)}{_name(objective)} > {rate}\n)")
+            f"(\n  {burn_rate_name(long)}{_name(objective)} > {rate}\n  and\n"
+            f"  {burn_rate_name(short)}{_name(objective)} > {rate}\n)")
         pairs.append(f"{rate}x over {duration(long)} and {duration(short)} (production: "
                      f"{duration(pair.long)} and {duration(pair.short)})")
     first = spec.demo(alert.windows[0].long)
     windows = sorted({spec.demo(w) for p in alert.windows for w in (p.long, p.short)})
-    burns = ", ".join(f"{_burn(spec, w, objective)}x over {duration(w)}" for w in windows)
-    errors = _query(f"slo:sli_error:ratio_rate{duration(first)}{{slo='{objective.name}'}}",
-                    "humanizePercentage")
-    left = _query(f"slo:period_error_budget_remaining:ratio{{slo='{objective.name}'}}",
-                  "humanizePercentage")
+    burns = ", ".join(f"{_burn(w, objective)}x over {duration(w)}" for w in windows)
+    errors = _query(f"{sli_error_name(first)}{{slo='{objective.name}'}}", "humanizePercentage")
+    left = _query(f"{BUDGET_LEFT}{{slo='{objective.name}'}}", "humanizePercentage")
     pages = "pages" if alert.severity == "critical" else "opens a ticket"
     # One fact per line: Alertmanager and Grafana show the line breaks.
     description = "\n".join([
@@ -121,28 +131,27 @@ def alert_rule(spec: Spec, alert: BurnAlert, objective: Objective) -> dict:
 
 
 def objective_groups(spec: Spec, objective: Objective) -> list[dict]:
-    rules = [_record(f"slo:sli_error:ratio_rate{duration(w)}", sli_error(objective, duration(w)),
-                     objective) for w in spec.windows()]
-    rules += [_record(f"slo:burn_rate:rate{duration(w)}",
-                      f"slo:sli_error:ratio_rate{duration(w)}{_name(objective)} / "
-                      f"{objective.budget:g}", objective) for w in spec.windows()]
+    rules = [_record(sli_error_name(w), sli_error(objective, duration(w)), objective)
+             for w in spec.windows()]
+    rules += [_record(burn_rate_name(w),
+                      f"{sli_error_name(w)}{_name(objective)} / {objective.budget:g}", objective)
+              for w in spec.windows()]
     # After the recording rules in the same group: evaluated in order, at the same instant,
     # an alert sees the burn rates of this very evaluation.
     rules += [alert_rule(spec, alert, objective) for alert in spec.alerts]
     period = duration(spec.demo_period)
-    shortest = duration(spec.windows()[0])
     return [
         {"name": f"slo-{objective.name}", "rules": rules},
         {"name": f"slo-{objective.name}-period", "interval": PERIOD_INTERVAL, "rules": [
             # The SLI over the period: the share of bad requests among those served.
-            _record(f"slo:sli_error:ratio_rate{period}", sli_error(objective, period), objective),
+            _record(sli_error_name(spec.demo_period), sli_error(objective, period), objective),
             # The budget in time: the period allows `budget` of its length as if completely
             # down. What was spent is the bad share integrated over time (the shortest window's
             # ratio, one sample per evaluation). Time the stack did not run, or served nobody,
             # spent nothing: a fresh stack starts with its whole budget, and an incident eats
             # into it at the pace of the period, not of the minutes served so far.
-            _record("slo:period_error_budget_remaining:ratio",
-                    f"1 - sum_over_time(slo:sli_error:ratio_rate{shortest}{_name(objective)}"
+            _record(BUDGET_LEFT,
+                    f"1 - sum_over_time({sli_error_name(spec.windows()[0])}{_name(objective)}"
                     f"[{period}]) * {EVALUATION_SECONDS} / ({objective.budget:g} * "
                     f"{spec.demo_period})", objective),
             _record("slo:objective:ratio", f"vector({objective.objective:g})", objective),

@@ -107,6 +107,34 @@ class Prometheus:
                          step=STEP_SECONDS)["result"]
 
 
+class LenientQueries:
+    """A Prometheus client that notes a failed query in `errors` (query -> error) and answers
+    it with nothing, instead of raising: the report says what is missing."""
+
+    def __init__(self, prometheus: Prometheus, errors: dict[str, str]) -> None:
+        self.prometheus, self.errors = prometheus, errors
+
+    def _noted(self, key: str, call, *args: object) -> list[dict]:
+        try:
+            return call(*args)
+        except (httpx.HTTPError, ValueError) as exc:
+            self.errors[key] = f"{type(exc).__name__}: {exc}"
+            return []
+
+    def rules(self, name: str) -> dict[str, str]:
+        """The loaded recording rules named `name`: slo label -> PromQL."""
+        return {rule.get("labels", {}).get("slo", "?"): rule["query"]
+                for rule in self._noted(f"/api/v1/rules ({name})",
+                                        self.prometheus.recording_rules)
+                if rule["name"] == name}
+
+    def instant(self, expr: str, at: float) -> list[dict]:
+        return self._noted(expr, self.prometheus.query, expr, at)
+
+    def range(self, expr: str, start: float, end: float) -> list[dict]:
+        return self._noted(expr, self.prometheus.query_range, expr, start, end)
+
+
 def _series(label: str, result: dict) -> Series:
     if label.startswith("{") and label.endswith("}"):
         label = result["metric"].get(label[1:-1], "?")
@@ -141,22 +169,15 @@ def collect(url: str, start: float, end: float) -> PrometheusData:
             data.error = f"{type(exc).__name__}: {exc}"
             return data
         data.reachable = True
+        lenient = LenientQueries(prometheus, data.query_errors)
         for chart, queries in QUERIES.items():
-            series: list[Series] = []
-            for label, expr in queries.items():
-                try:
-                    series += [_series(label, r)
-                               for r in prometheus.query_range(expr, start, end)]
-                except (httpx.HTTPError, ValueError) as exc:
-                    data.query_errors[expr] = f"{type(exc).__name__}: {exc}"
+            series = [_series(label, r) for label, expr in queries.items()
+                      for r in lenient.range(expr, start, end)]
             # A chart with nothing but NaN (no traffic at all) has nothing to show.
             if any(not math.isnan(v) for s in series for v in s.values):
                 data.charts[chart] = sorted(series, key=lambda s: s.label) \
                     if chart == "requests_by_status" else series
-        try:
-            data.alerts = _alerts(prometheus.query_range(ALERTS, start, end))
-        except (httpx.HTTPError, ValueError) as exc:
-            data.query_errors[ALERTS] = f"{type(exc).__name__}: {exc}"
+        data.alerts = _alerts(lenient.range(ALERTS, start, end))
         try:
             found = prometheus.query("pg_static", end)
             data.postgres_version = found[0]["metric"].get("short_version") if found else None

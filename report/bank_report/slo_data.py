@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import httpx
-
-from bank_report.prometheus_data import Prometheus, Series, _series
-from bankops.slo.rules import sli_error
+from bank_report.prometheus_data import LenientQueries, Prometheus, Series, _series
+from bankops.slo.rules import BUDGET_LEFT, burn_rate_name, sli_error
 from bankops.slo.spec import BurnAlert, Objective, Spec, WindowPair, duration
 
-BUDGET_LEFT = "slo:period_error_budget_remaining:ratio"
 # Every objective the loaded rules know, with its value: are slo-rules.yml loaded, and are they
 # those of slos.yml?
 RULES_OBJECTIVES = "slo:objective:ratio"
@@ -86,46 +83,12 @@ def chart_pair(spec: Spec) -> tuple[BurnAlert, WindowPair]:
     return min(((a, p) for a in spec.alerts for p in a.windows), key=lambda ap: ap[1].long)
 
 
-def burn_rate_query(spec: Spec, pair: WindowPair) -> str:
-    return f"slo:burn_rate:rate{duration(spec.demo(pair.long))}"
-
-
 def _value(results: list[dict]) -> float | None:
     """An instant query's one value (None: no result)."""
     return float(results[0]["value"][1]) if results else None
 
 
-class _Queries:
-    """A Prometheus client that notes a failed query instead of raising."""
-
-    def __init__(self, prometheus: Prometheus, errors: dict[str, str]) -> None:
-        self.prometheus, self.errors = prometheus, errors
-
-    def rules(self, name: str) -> dict[str, str]:
-        """The loaded recording rules named `name`: slo label -> PromQL."""
-        try:
-            return {rule.get("labels", {}).get("slo", "?"): rule["query"]
-                    for rule in self.prometheus.recording_rules() if rule["name"] == name}
-        except (httpx.HTTPError, ValueError) as exc:
-            self.errors[f"/api/v1/rules ({name})"] = f"{type(exc).__name__}: {exc}"
-            return {}
-
-    def instant(self, expr: str, at: float) -> list[dict]:
-        try:
-            return self.prometheus.query(expr, at)
-        except (httpx.HTTPError, ValueError) as exc:
-            self.errors[expr] = f"{type(exc).__name__}: {exc}"
-            return []
-
-    def range(self, expr: str, start: float, end: float) -> list[dict]:
-        try:
-            return self.prometheus.query_range(expr, start, end)
-        except (httpx.HTTPError, ValueError) as exc:
-            self.errors[expr] = f"{type(exc).__name__}: {exc}"
-            return []
-
-
-def _over_run(queries: _Queries, data: SloData, objective: Objective, end: float,
+def _over_run(queries: LenientQueries, data: SloData, objective: Objective, end: float,
               budget_left: str | None) -> ObjectiveOverRun:
     """budget_left: the PromQL of the objective's slo:period_error_budget_remaining:ratio rule
     (None: not loaded)."""
@@ -145,14 +108,15 @@ def collect(url: str, spec: Spec, start: float, end: float) -> SloData:
     data = SloData(spec, max(round(end - start), 5), [], alert, pair)
     prometheus = Prometheus(url)
     try:
-        queries = _Queries(prometheus, data.query_errors)
+        queries = LenientQueries(prometheus, data.query_errors)
         left = queries.rules(BUDGET_LEFT)
         data.objectives = [_over_run(queries, data, o, end, left.get(o.name))
                            for o in spec.objectives]
         data.rules_objectives = {r["metric"].get("slo", "?"): float(r["value"][1])
                                  for r in queries.instant(RULES_OBJECTIVES, end)}
         data.burn_rate = sorted((_series("{slo}", r) for r in
-                                 queries.range(burn_rate_query(spec, pair), start, end)),
+                                 queries.range(burn_rate_name(spec.demo(pair.long)), start,
+                                               end)),
                                 key=lambda s: s.label)
     finally:
         prometheus.close()
