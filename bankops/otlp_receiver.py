@@ -40,6 +40,7 @@ class Span:
     events: list[tuple[str, dict[str, Any]]]
     resource: dict[str, Any]
     duration_ns: int = 0
+    start_ns: int = 0  # unix nanoseconds
     children: list[Span] = field(default_factory=list, repr=False)
 
 
@@ -76,6 +77,7 @@ def decode(body: bytes) -> list[Span]:
                             for event in span.events],
                     resource=resource,
                     duration_ns=span.end_time_unix_nano - span.start_time_unix_nano,
+                    start_ns=span.start_time_unix_nano,
                 ))
     return spans
 

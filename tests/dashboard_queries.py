@@ -6,6 +6,7 @@ PostgreSQL do the same here, with concrete values:
 
     prometheus_queries(repo_root)            -> [(dashboard uid, panel title, PromQL)]
     exemplar_queries(repo_root)              -> the PromQL of the targets that ask for exemplars
+    annotation_queries(repo_root)            -> [(dashboard uid, annotation name, PromQL)]
     sql_queries(repo_root)                   -> [(dashboard uid, panel title, raw SQL)]
     expand_sql_macros(sql, time_from, time_to) -> SQL PostgreSQL can run
     loki_queries(repo_root)                  -> [(dashboard uid, panel title, LogQL)]
@@ -13,6 +14,8 @@ PostgreSQL do the same here, with concrete values:
 
 Each function returns only its own datasource's queries: a LogQL or TraceQL query is never
 among the PromQL ones (Loki and Tempo do not run here; their queries are parsed, not run).
+The panels' queries must return data during a load run; an annotation's need not (no
+scenario ran in the time range: nothing to mark), so annotation_queries() keeps them apart.
 
 A variable this module does not know makes it raise, rather than send a query Grafana would
 never send.
@@ -143,6 +146,26 @@ def exemplar_queries(repo_root: Path, **values: str) -> list[tuple[str, str, str
     """Like prometheus_queries(), for the targets with `"exemplar": true` only: Grafana also
     sends their PromQL to Prometheus' /api/v1/query_exemplars and draws what comes back."""
     return _queries_of(repo_root, PROMETHEUS, values, lambda target: target.get("exemplar"))
+
+
+def iter_annotations(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The annotation queries of a dashboard (annotations.list), as stored in the JSON."""
+    yield from dashboard.get("annotations", {}).get("list", [])
+
+
+def annotation_queries(repo_root: Path, **values: str) -> list[tuple[str, str, str]]:
+    """(dashboard uid, annotation name, PromQL with macros and variables filled in) for every
+    annotation on the Prometheus datasource. Grafana runs its `expr` as a range query (at
+    least `step` apart) and draws an event over each stretch of time a series is above 0,
+    titled and tagged from the series' labels (titleFormat, textFormat, tagKeys)."""
+    subs = prometheus_values(**values)
+    return [
+        (dashboard["uid"], annotation.get("name", ""),
+         substitute_variables(annotation.get("expr", ""), subs))
+        for dashboard in load_dashboards(repo_root)
+        for annotation in iter_annotations(dashboard)
+        if (annotation.get("datasource") or {}).get("type") == PROMETHEUS
+    ]
 
 
 _LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?P<selector>.+?)\s*,\s*(?P<label>\w+)\s*\)\s*$")

@@ -466,7 +466,8 @@ def test_every_secret_is_read_from_a_generated_file() -> None:
     generated = {name.lower() for name in SECRETS}
     volume = next(v["source"] for v in services()["secrets"]["volumes"] if v["type"] == "volume")
     reads = secret_files_read()
-    assert set(reads) == {"postgres", "migrate", "api", "postgres-exporter", "grafana"}
+    assert set(reads) == {"postgres", "migrate", "api", "postgres-exporter", "grafana",
+                          "scenarios"}
     for name, paths in reads.items():
         service = services()[name]
         [mount] = [v for v in service["volumes"] if v.get("source") == volume]

@@ -13,15 +13,20 @@ every convention the dashboards keep (below), is checked from the files:
   and the alerts' burn rates as thresholds;
 - the latency panels ask for exemplars (once each), only on the histograms the API attaches
   trace_id exemplars to, and Prometheus' datasource turns their trace_id into a Tempo link;
+- a running classroom scenario is visible: the overview's Scenario row says which one runs,
+  its phase and the faults applied (and says none, rather than "No data", while none runs:
+  the real PromQL engine, promtool, evaluates those queries before, during and after a run),
+  and the graphs shade its phases (a Prometheus annotation: only fields Grafana's Prometheus
+  plugin reads, and events named by labels its query keeps);
 - every SQL query is a read-only SELECT on the tables the read-only login may read;
 - every LogQL and TraceQL query parses with Grafana's own grammars (npm @grafana/lezer-logql,
   @grafana/lezer-traceql; slow: npm) and selects only what exists: the API's Loki stream, the
   fields its JSON log lines really carry (read from the API's logging calls), the service
   name and span attributes its traces really carry.
 
-Running the queries against a live Prometheus and PostgreSQL is another test's job; both use
-tests/dashboard_queries.py to find the queries. Loki and Tempo cannot run here: their queries
-are parsed and checked, not run.
+Running the panels' queries against a live Prometheus and PostgreSQL is another test's job;
+both use tests/dashboard_queries.py to find the queries. Loki and Tempo cannot run here: their
+queries are parsed and checked, not run.
 """
 
 from __future__ import annotations
@@ -66,9 +71,11 @@ BUILTIN_NAMES = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 BUILTIN_PREFIXES = ("pg_", "process_", "locust_")
 # Which scrape job each family of series comes from (job names from docs/metrics.md).
 # The SLO recording rules keep the job of the API series they are computed from.
+# The longest matching prefix wins: bank_scenario_ series come from the scenario service.
 JOB_BY_PREFIX = {
     "http_": "bank-api",
     "bank_": "bank-api",
+    "bank_scenario_": "scenarios",
     "slo:": "bank-api",
     "process_": "bank-api",
     "pg_": "postgres-exporter",
@@ -85,6 +92,23 @@ SLO_PANEL_TITLES = {
     "Burn rate by window",
 }
 
+# Classroom scenarios (docs/scenarios/README.md): the dashboards whose graphs shade the phases
+# of a running scenario, the series that gives the phase, the overview's row that says what
+# runs, and the page its panels point to.
+SCENARIO_ANNOTATED = {"bank-overview", "bank-endpoint", "bank-slo"}
+SCENARIO_PHASE_SERIES = "bank_scenario_phase"
+SCENARIO_PREFIX = "bank_scenario_"
+SCENARIO_ROW_PANELS = ["Scenario running", "Scenario", "Phase", "Faults applied now"]
+SCENARIO_DOCS = "docs/scenarios/README.md"
+# The fields of an annotation on the Prometheus datasource: the schema's (AnnotationQuery)
+# and those Grafana's Prometheus plugin reads (its AnnotationQueryEditor and annotations.ts):
+# `expr` and `step` (moved into `target` as the dashboard loads), `titleFormat` and
+# `textFormat` (legend templates: {{label}}), `tagKeys` (labels, comma-separated) and
+# `useValueForTime`. Anything else Grafana ignores without a word.
+PROMETHEUS_ANNOTATION_FIELDS = {
+    "builtIn", "datasource", "enable", "filter", "hide", "iconColor", "name", "placement",
+    "expr", "step", "titleFormat", "textFormat", "tagKeys", "useValueForTime",
+}
 
 # Exemplars: the histograms the API observes with a trace_id exemplar
 # (api/src/bank_api/api/http_metrics.py), the exemplar's label, and the panels that draw them.
@@ -274,6 +298,9 @@ def query_id(query: tuple[str, str, str]) -> str:
 
 
 PROM_QUERIES = prometheus_queries()
+ANNOTATION_QUERIES = dq.annotation_queries(REPO)
+# Every PromQL a dashboard holds: the static checks apply to the annotations' too.
+ALL_PROM_QUERIES = PROM_QUERIES + ANNOTATION_QUERIES
 SQL_QUERIES = dq.sql_queries(REPO)
 LOKI_QUERIES = dq.loki_queries(REPO)
 TEMPO_QUERIES = dq.tempo_queries(REPO)
@@ -406,7 +433,7 @@ def test_there_are_prometheus_and_sql_queries():
     assert len(PROM_QUERIES) > 30 and len(SQL_QUERIES) >= 5
 
 
-@pytest.mark.parametrize("query", PROM_QUERIES, ids=query_id)
+@pytest.mark.parametrize("query", ALL_PROM_QUERIES, ids=query_id)
 def test_promql_parses(query):
     uid, title, expr = query
     promql_parser.parse(expr)
@@ -414,16 +441,18 @@ def test_promql_parses(query):
 
 def test_rates_use_rate_interval():
     """A fixed window ([1m]) breaks at other scrape intervals and zoom levels."""
-    for query in dq.iter_queries(REPO):
-        if query.datasource.get("type") != dq.PROMETHEUS:
-            continue
-        windows = re.findall(r"\[([^\]]*)\]", query.text)
+    written = [(q.dashboard_uid, q.panel_title, q.text) for q in dq.iter_queries(REPO)
+               if q.datasource.get("type") == dq.PROMETHEUS]
+    written += [(board["uid"], a.get("name"), a.get("expr", "")) for board in dashboards()
+                for a in dq.iter_annotations(board)]
+    for uid, title, text in written:
+        windows = re.findall(r"\[([^\]]*)\]", text)
         assert all(w == "$__rate_interval" for w in windows), (
-            f"{query.dashboard_uid}: {query.panel_title!r}: range {windows}, use [$__rate_interval]"
+            f"{uid}: {title!r}: range {windows}, use [$__rate_interval]"
         )
 
 
-@pytest.mark.parametrize("query", PROM_QUERIES, ids=query_id)
+@pytest.mark.parametrize("query", ALL_PROM_QUERIES, ids=query_id)
 def test_counters_are_read_through_rates(query):
     """A counter's raw value is its lifetime total: dividing or plotting it says nothing
     about now. Counters are only read through rate()/irate()/increase()."""
@@ -437,7 +466,7 @@ def test_counters_are_read_through_rates(query):
             assert isinstance(node.args[0], promql_parser.MatrixSelector), f"{uid}: {title!r}"
 
 
-@pytest.mark.parametrize("query", PROM_QUERIES, ids=query_id)
+@pytest.mark.parametrize("query", ALL_PROM_QUERIES, ids=query_id)
 def test_quantiles_aggregate_buckets_by_le(query):
     """histogram_quantile needs the buckets of all instances added up, le kept."""
     uid, title, expr = query
@@ -470,15 +499,16 @@ def check_selector(selector: Any, where_: str, names: dict[str, set[str]], jobs:
         f'{where_}: {name} must be selected with job="..."'
     )
     assert job.value in jobs, f"{where_}: job {job.value!r} is not a scrape job of metrics.md"
-    for prefix, expected in JOB_BY_PREFIX.items():
-        if name.startswith(prefix):
-            assert job.value == expected, f"{where_}: {name} comes from job {expected}"
+    prefixes = [prefix for prefix in JOB_BY_PREFIX if name.startswith(prefix)]
+    if prefixes:
+        expected = JOB_BY_PREFIX[max(prefixes, key=len)]
+        assert job.value == expected, f"{where_}: {name} comes from job {expected}"
     if name in names:
         unknown = set(matchers) - names[name]
         assert not unknown, f"{where_}: {name} has no label {sorted(unknown)} in metrics.md"
 
 
-@pytest.mark.parametrize("query", PROM_QUERIES, ids=query_id)
+@pytest.mark.parametrize("query", ALL_PROM_QUERIES, ids=query_id)
 def test_metrics_are_in_the_contract(query):
     uid, title, expr = query
     metrics, jobs = contract()
@@ -508,6 +538,11 @@ def test_contract_is_read():
     assert metrics["slo:burn_rate:rate1m"][1] == metrics["slo:burn_rate:rate6m"][1]
     assert series_names(metrics)["slo:burn_rate:rate1m"] == {"job", "slo"}
     assert series_names(metrics)["slo:objective:ratio"] == {"slo"}
+    assert "scenarios" in jobs
+    assert metrics["bank_scenario_running"] == ("gauge", set())
+    assert metrics["bank_scenario_phase"] == ("gauge", {"scenario", "phase"})
+    assert metrics["bank_scenario_fault_active"][1] == {"scenario", "fault", "kind"}
+    assert metrics["bank_scenario_runs_total"] == ("counter", {"scenario", "outcome"})
 
 
 def rule_files() -> list[dict[str, Any]]:
@@ -539,7 +574,7 @@ def test_recorded_series_are_in_the_contract():
 def test_alert_queries_name_alerts_that_exist():
     """ALERTS{alertname="X"} returns nothing, forever, when no rule is named X."""
     alerts = {rule["alert"]: rule for rule in rules() if "alert" in rule}
-    for uid, title, expr in PROM_QUERIES:
+    for uid, title, expr in ALL_PROM_QUERIES:
         for selector, _ in selectors(promql_parser.parse(expr)):
             if selector.name not in ("ALERTS", "ALERTS_FOR_STATE"):
                 continue
@@ -649,6 +684,197 @@ def test_slo_dashboard_has_a_row_per_objective():
 def test_substitution_refuses_unknown_variables():
     with pytest.raises(ValueError):
         dq.substitute_variables("rate(x[$__unknown])", dq.prometheus_values())
+
+
+def test_docs_named_on_the_dashboards_exist():
+    """A description or text panel that sends the reader to docs/... names a page that is
+    there."""
+    for board in dashboards():
+        texts = [board.get("description", "")] + [
+            panel.get("description", "") + panel.get("options", {}).get("content", "")
+            for panel in dq.iter_panels(board)
+        ]
+        for path in re.findall(r"\bdocs/[\w./-]+\.md\b", " ".join(texts)):
+            assert (REPO / path).is_file(), f"{board['uid']}: {path} does not exist"
+
+
+# ------------------------------------------------------------------------------ scenarios
+
+
+def prometheus_annotations(board: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for a in dq.iter_annotations(board)
+            if (a.get("datasource") or {}).get("type") == dq.PROMETHEUS]
+
+
+def kept_labels(expr: str) -> set[str] | None:
+    """The labels every series of the result carries, when the outermost node is an
+    aggregation by (...); None for any other expression."""
+    node = unparen(promql_parser.parse(expr))
+    if not isinstance(node, promql_parser.AggregateExpr) or node.modifier is None:
+        return None
+    if node.modifier.type != promql_parser.AggModifierType.By:
+        return None
+    return set(node.modifier.labels)
+
+
+def series_read_by(expr: str) -> set[str]:
+    return {s.name for s, _ in selectors(promql_parser.parse(expr))}
+
+
+def reads_scenarios(expr: str) -> bool:
+    return any((s.name or "").startswith(SCENARIO_PREFIX)
+               for s, _ in selectors(promql_parser.parse(expr)))
+
+
+@pytest.mark.parametrize("board", dashboards(), ids=lambda d: d["uid"])
+def test_annotations_are_pinned_and_well_formed(board):
+    """Grafana passes over what it does not know in an annotation without a word: a misspelt
+    field ("title" for titleFormat) gives events without a title, a label the query does not
+    keep renders as nothing. @grafana/schema's AnnotationQuery holds only the fields every
+    datasource shares: the datasource's own are checked here."""
+    known = provisioned_datasources()
+    for annotation in dq.iter_annotations(board):
+        at = f"{board['uid']}: annotation {annotation.get('name')!r}"
+        assert annotation.get("name") and annotation.get("iconColor"), at
+        ref = annotation.get("datasource")
+        assert isinstance(ref, dict) and ref.get("uid") in known, f"{at}: datasource {ref!r}"
+        assert ref.get("type") == known[ref["uid"]], f"{at}: wrong type for {ref}"
+        assert ref["type"] == dq.PROMETHEUS, f"{at}: only Prometheus annotations are known here"
+        unknown = set(annotation) - PROMETHEUS_ANNOTATION_FIELDS
+        assert not unknown, f"{at}: Grafana's Prometheus annotations have no {sorted(unknown)}"
+        assert isinstance(annotation["enable"], bool), at
+        kept = kept_labels(annotation["expr"])
+        assert kept is not None, f"{at}: aggregate by (...) the labels that name the events"
+        formats = annotation.get("titleFormat", "") + annotation.get("textFormat", "")
+        used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", formats))
+        used |= {key.strip() for key in annotation.get("tagKeys", "").split(",") if key.strip()}
+        assert used, f"{at}: events with neither title nor text"
+        assert used <= kept, f"{at}: {sorted(used - kept)} not kept by the query"
+
+
+def test_scenario_phases_are_shaded_on_the_graphs():
+    """While a scenario runs, the graphs of the overview, endpoint and SLO dashboards show
+    each of its phases as a region, titled with the scenario, the phase as its text: what the
+    class sees change lines up with when a fault was applied and undone."""
+    config = yaml.safe_load((REPO / "prometheus.yml").read_text(encoding="utf-8"))
+    for board in dashboards():
+        if board["uid"] not in SCENARIO_ANNOTATED:
+            continue
+        at = board["uid"]
+        [annotation] = [a for a in prometheus_annotations(board)
+                        if SCENARIO_PHASE_SERIES in series_read_by(a["expr"])]
+        assert annotation["datasource"] == {"type": "prometheus", "uid": "prometheus"}, at
+        assert annotation["enable"] is True and not annotation.get("hide"), f"{at}: shown"
+        assert "{{scenario}}" in annotation["titleFormat"], at
+        assert "{{phase}}" in annotation["textFormat"], at
+        assert not annotation.get("useValueForTime"), f"{at}: the value is 1, not a time"
+        # Points a scrape apart: a phase of a few scrapes still makes a region.
+        assert annotation["step"] == config["global"]["scrape_interval"], at
+
+
+def test_the_overview_says_which_scenario_runs():
+    """At the top of the overview, in a row of their own: whether a scenario runs, which,
+    its phase and the faults applied now. Instant queries: the state now (a range query
+    would draw every phase of the time range as a tile of its own). Each panel points to the
+    page of the scenarios' lessons."""
+    [board] = [d for d in dashboards() if d["uid"] == "bank-overview"]
+    rows = [i for i, p in enumerate(board["panels"]) if p["type"] == "row"]
+    first, second = rows[0], rows[1]
+    assert board["panels"][first]["title"].startswith("Scenario"), "the first row"
+    panels = board["panels"][first + 1:second]
+    assert [p["title"] for p in panels] == SCENARIO_ROW_PANELS
+    for panel in panels:
+        at = where(board, panel)
+        assert reads_scenarios(panel["targets"][0]["expr"]), at
+        assert all(t["instant"] and not t["range"] for t in panel["targets"]), f"{at}: now"
+        assert SCENARIO_DOCS in panel["description"], at
+    [mapping] = panels[0]["fieldConfig"]["defaults"]["mappings"]
+    assert {value: option["text"] for value, option in mapping["options"].items()} == {
+        "0": "none", "1": "running"}
+
+
+# A scenario's life as the scenario service exports it, scraped every 5 s: nothing runs, then
+# lock-held's baseline, its fault "ledger locked" applied, recovery, and nothing again. A series
+# the service removes ends with a staleness marker, as Prometheus writes when a scrape lacks it.
+SCENARIO_TARGET = 'job="scenarios", instance="scenarios:8090"'
+SCENARIO_TIMELINE = {
+    f"bank_scenario_running{{{SCENARIO_TARGET}}}": "0x11 1x35 0x11",
+    f'bank_scenario_phase{{{SCENARIO_TARGET}, scenario="lock-held", phase="baseline"}}':
+        "_x12 1x11 stale",
+    f'bank_scenario_phase{{{SCENARIO_TARGET}, scenario="lock-held", phase="ledger locked"}}':
+        "_x24 1x11 stale",
+    f'bank_scenario_phase{{{SCENARIO_TARGET}, scenario="lock-held", phase="recovery"}}':
+        "_x36 1x11 stale",
+    f'bank_scenario_fault_active{{{SCENARIO_TARGET}, scenario="lock-held", '
+    f'fault="ledger locked", kind="table_lock"}}': "_x24 1x11 stale",
+}
+MOMENTS = {"idle": "30s", "baseline": "90s", "fault": "150s", "recovery": "210s",
+           "idle again": "270s"}
+
+
+def during(idle, baseline, fault, recovery):
+    """Expected samples ([(labels, value)]) at each moment; idle again is idle."""
+    return {"idle": idle, "baseline": baseline, "fault": fault, "recovery": recovery,
+            "idle again": idle}
+
+
+LOCK_HELD = {"scenario": "lock-held"}
+# What each scenario query returns at each moment, by panel title or annotation name. The
+# panels answer "none" (value 0) rather than nothing while there is nothing to show; the
+# annotation returns nothing then (no region to draw).
+SCENARIO_ANSWERS = {
+    "Scenario phases": during(
+        [], [({**LOCK_HELD, "phase": "baseline"}, 1)],
+        [({**LOCK_HELD, "phase": "ledger locked"}, 1)], [({**LOCK_HELD, "phase": "recovery"}, 1)]),
+    "Scenario running": during([({}, 0)], [({}, 1)], [({}, 1)], [({}, 1)]),
+    "Scenario": during([({"scenario": "none"}, 0)], [(LOCK_HELD, 1)], [(LOCK_HELD, 1)],
+                       [(LOCK_HELD, 1)]),
+    "Phase": during([({"phase": "none"}, 0)], [({"phase": "baseline"}, 1)],
+                    [({"phase": "ledger locked"}, 1)], [({"phase": "recovery"}, 1)]),
+    "Faults applied now": during(
+        [({"fault": "none"}, 0)], [({"fault": "none"}, 0)],
+        [({**LOCK_HELD, "fault": "ledger locked", "kind": "table_lock"}, 1)],
+        [({"fault": "none"}, 0)]),
+}
+
+
+def promtool_labels(labels: dict[str, str]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def test_scenario_queries_answer_before_during_and_after_a_run(tmp_path):
+    """Prometheus' own engine (promtool test rules) runs every query that reads the scenario
+    series over a scenario's life: the panels always have an answer, "none" while nothing
+    runs or no fault is applied (`... or on() label_replace(...)`), so "No data" never stands
+    for "no scenario"; the annotation draws the phase that runs and nothing else."""
+    queries = sorted({(title, expr) for _, title, expr in ALL_PROM_QUERIES
+                      if reads_scenarios(expr)})
+    assert {title for title, _ in queries} == set(SCENARIO_ANSWERS)
+    cases = [
+        {
+            "expr": expr,
+            "eval_time": at,
+            "exp_samples": [{"labels": promtool_labels(labels), "value": value}
+                            for labels, value in SCENARIO_ANSWERS[title][moment]],
+        }
+        for title, expr in queries
+        for moment, at in MOMENTS.items()
+    ]
+    spec = {
+        "rule_files": [],
+        "evaluation_interval": "5s",
+        "tests": [{
+            "interval": "5s",
+            "input_series": [{"series": s, "values": v} for s, v in SCENARIO_TIMELINE.items()],
+            "promql_expr_test": cases,
+        }],
+    }
+    (tmp_path / "scenario.test.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not on PATH: scripts/install-observability-tools.sh installs it"
+    run = subprocess.run([promtool, "test", "rules", "scenario.test.yml"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, f"{run.stdout}{run.stderr}"
 
 
 # ------------------------------------------------------------------------------ SQL

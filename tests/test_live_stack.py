@@ -29,7 +29,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ LOAD_USERS = 10
 LOAD_SECONDS = 60
 COLD_START_SECONDS = 120  # left alone after the start, with no load
 SCRAPE_INTERVAL = 5.0
-JOBS = {"prometheus", "bank-api", "postgres-exporter", "locust"}
+JOBS = {"prometheus", "bank-api", "postgres-exporter", "locust", "scenarios"}
 # Requests the API answered, by route; its own /metrics (Prometheus scraping) is not traffic.
 API_REQUESTS = 'sum by (method, handler) (http_requests_total{job="bank-api", handler!="/metrics"})'
 PROM_QUERIES = dq.prometheus_queries(REPO)
@@ -120,7 +120,7 @@ class Prometheus:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    ports = Ports(*free_ports(5))
+    ports = Ports(*free_ports(len(fields(Ports))))  # every service on a free port
     with NativeStack(tmp_path_factory.mktemp("native-stack"), ports=ports) as running:
         yield running
 

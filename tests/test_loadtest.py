@@ -1,10 +1,12 @@
 """The load test against a real API: it exercises every endpoint, keeps the books right,
 exports Locust's own numbers to Prometheus under the names docs/metrics.md promises, sends
-each request with its own X-Request-ID and keeps the ids of the slowest and failed ones.
+each request with its own X-Request-ID and keeps the ids of the slowest and failed ones; and
+it runs a classroom scenario, picked in Locust's web UI or given to the runner.
 
-The API runs here in a child process on an embedded PostgreSQL; Locust runs in child
+The API runs here in a child process on an embedded PostgreSQL, the scenario service
+(`python -m bank_scenarios serve`) in another against the same database; Locust runs in child
 processes (bank_loadtest.runner never imports Locust, whose gevent patching would leak into
-this process).
+this process). Only the runner's option plumbing runs without them (not marked slow).
 """
 
 from __future__ import annotations
@@ -17,19 +19,29 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from csv import DictReader
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bank_loadtest.runner import failed_examples, run_load
+from bank_loadtest.runner import (
+    LOCUSTFILE,
+    ScenarioPlan,
+    failed_examples,
+    locust_env,
+    main,
+    master_command,
+    run_load,
+    scenario_plan,
+)
 from bankops.processes import Service, free_port
-
-pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METRICS_MD = REPO_ROOT / "docs" / "metrics.md"
@@ -74,6 +86,14 @@ def wait_for_postgres_to_stop(data_dir: Path, timeout: float = 20) -> None:
 class Api:
     url: str
     log: Path  # one JSON object per line (LOG_FORMAT=json)
+    pg_dir: Path  # its embedded PostgreSQL's data folder, where its Unix socket is too
+
+    @property
+    def database_url(self) -> str:
+        """The bank database, as the API itself reaches it (the owner's login)."""
+        lines = (self.pg_dir / "postmaster.pid").read_text().splitlines()
+        port, socket_dir = lines[3], lines[4]
+        return f"postgresql+psycopg2://postgres@/bank?host={quote(socket_dir)}&port={port}"
 
     def request_lines(self) -> dict[str, dict]:
         """The API's request lines so far (one per request), by request id."""
@@ -108,7 +128,7 @@ def api_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
            "PORT": str(port), "LOG_FORMAT": "json", "ADMIN_TOKEN": ADMIN_TOKEN}
     with Service("bank-api", [BANK_API], log_path=workdir / "bank-api.log", env=env,
                  cwd=workdir, ready_url=f"{url}/health/ready", timeout=90):
-        yield Api(url, workdir / "bank-api.log")
+        yield Api(url, workdir / "bank-api.log", pg_dir)
     wait_for_postgres_to_stop(pg_dir)
 
 
@@ -250,6 +270,7 @@ def distributed_run(api: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
             "run_dir": outcome["run_dir"], "live_ids": live_ids, "ui_stats": ui_stats}
 
 
+@pytest.mark.slow
 def test_smoke_run_exercises_every_endpoint_and_keeps_the_books(
         api: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "smoke"
@@ -284,6 +305,7 @@ def test_smoke_run_exercises_every_endpoint_and_keeps_the_books(
     assert summary["versions"]["locust"]
 
 
+@pytest.mark.slow
 def test_distributed_export_matches_the_masters_stats(distributed_run: dict) -> None:
     samples = distributed_run["samples"]
     assert [s.value for s in samples["locust_workers"]] == [2]
@@ -309,6 +331,7 @@ def documented_locust_metrics() -> dict[str, tuple[str, set[str], set[str]]]:
     return metrics
 
 
+@pytest.mark.slow
 def test_exported_names_and_labels_match_the_metrics_contract(distributed_run: dict) -> None:
     documented = documented_locust_metrics()
     assert set(documented) == {"locust_users", "locust_workers", "locust_requests_total",
@@ -326,6 +349,7 @@ def test_exported_names_and_labels_match_the_metrics_contract(distributed_run: d
 # ------------------------------------------------------------------------ request ids
 
 
+@pytest.mark.slow
 def test_master_web_ui_shows_request_ids_while_running(distributed_run: dict) -> None:
     """The workers' kept ids reach the master during the run: /request-ids and the
     "Request IDs" tab of its web UI (extended_stats of /stats/requests)."""
@@ -339,6 +363,7 @@ def test_master_web_ui_shows_request_ids_while_running(distributed_run: dict) ->
     assert {"name", "kind", "status", "response_time_ms", "at"} <= set(tab["data"][0])
 
 
+@pytest.mark.slow
 def test_prometheus_export_has_no_request_id(distributed_run: dict) -> None:
     """Ids never become label values: the export's series do not grow with requests."""
     for samples in distributed_run["samples"].values():
@@ -372,6 +397,7 @@ def faulty_run(api_service: Api, distributed_run: dict,
             "kept_file": kept, "api_lines": api_service.request_lines()}
 
 
+@pytest.mark.slow
 def test_every_request_carries_its_own_request_id(faulty_run: dict) -> None:
     sent = faulty_run["sent"]
     requests = int(faulty_run["stats"][("", "Aggregated")]["Request Count"])
@@ -386,6 +412,7 @@ def test_every_request_carries_its_own_request_id(faulty_run: dict) -> None:
     assert all(s.request_id in api_lines for s in sent)
 
 
+@pytest.mark.slow
 def test_failures_stay_grouped_and_keep_their_request_ids(faulty_run: dict) -> None:
     # Locust's failure table: one row per name and reason, however many requests failed.
     rows = [r for r in faulty_run["failures"] if r["Name"] == FAULTY_ROUTE]
@@ -416,6 +443,7 @@ def test_failures_stay_grouped_and_keep_their_request_ids(faulty_run: dict) -> N
     assert summary["request_ids"] == "locust_request_ids.json"
 
 
+@pytest.mark.slow
 def test_run_folder_keeps_the_slowest_requests_per_name(faulty_run: dict) -> None:
     kept, stats, api_lines = faulty_run["kept"], faulty_run["stats"], faulty_run["api_lines"]
     sent = {s.request_id: s for s in faulty_run["sent"]}
@@ -437,6 +465,7 @@ def test_run_folder_keeps_the_slowest_requests_per_name(faulty_run: dict) -> Non
                 sample["status"], key[1], key[0]), (key, sample, line)
 
 
+@pytest.mark.slow
 def test_kept_request_ids_stay_bounded() -> None:
     """Many names, reasons and requests: what is kept stays within its limits, and merging
     each worker's reports keeps exactly the slowest of the whole. (In a subprocess: importing
@@ -475,3 +504,266 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120, cwd=REPO_ROOT)
     assert result.stdout.strip().endswith("ok"), result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------------ scenarios
+
+SCENARIO = "lock-held"  # one of the catalogue's (scenarios/catalogue/)
+SPIKE = "traffic-spike"  # one whose load changes: 10 users, 150, then 10 again
+FAST = 10.0  # the fastest the scenario service allows: 6 minutes in 36 s
+PLAN = ScenarioPlan(name="lock-held", title="A migration holds a lock on the ledger", speed=3.0,
+                    service_url="http://127.0.0.1:8090", users=10, spawn_rate=5.0,
+                    duration=120.0)
+
+
+def test_scenario_run_command_line_and_environment(tmp_path: Path) -> None:
+    """With a scenario, the master starts with its first users and ramp, is told the scenario
+    and its speed, runs no load shape, and has the scenario service's URL."""
+    locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    command = master_command(locust, "http://api", tmp_path, 6, "127.0.0.1", 8089, 0, None, PLAN)
+    assert command[:len(locust)] == locust
+    options = command[len(locust):]
+    value = dict(zip(options, options[1:], strict=False))
+    assert (value["--users"], value["--spawn-rate"]) == ("10", "5")
+    assert (value["--scenario"], value["--scenario-speed"]) == ("lock-held", "3")
+    assert "--autostart" in options and value["--autoquit"] == "6"
+    env = locust_env(None, None, None, PLAN.duration, None, "0.1-0.2", PLAN)
+    assert env == {"LOAD_SHAPE": "", "PYTHONUNBUFFERED": "1", "LOAD_THINK_TIME": "0.1-0.2",
+                   "SCENARIO_SERVICE_URL": "http://127.0.0.1:8090"}
+
+    # Without one, nothing of it.
+    plain = master_command(locust, "http://api", tmp_path, 6, "127.0.0.1", 8089, 0, None)
+    assert not {"--scenario", "--scenario-speed", "--users"} & set(plain)
+    assert locust_env("steady", 20, "60s", 60.0, None, None) == {
+        "LOAD_SHAPE": "steady", "PYTHONUNBUFFERED": "1", "LOAD_USERS": "20",
+        "LOAD_DURATION": "60"}
+
+
+def test_runner_refuses_a_scenario_with_a_load_of_its_own(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--scenario", SCENARIO, "--users", "5"])
+    assert exited.value.code == 2
+    assert "--scenario sets the load" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="give no users, duration or spawn rate"):
+        run_load("http://127.0.0.1:1", scenario=SCENARIO, duration="60s")
+
+
+def test_runner_says_when_the_scenario_service_does_not_answer() -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(RuntimeError, match=f"scenario service at {nobody} does not answer"):
+        scenario_plan(SCENARIO, 1.0, nobody)
+    with pytest.raises(ValueError, match="above 0"):
+        scenario_plan(SCENARIO, 0, nobody)
+
+
+def wait_for(check, what: str, timeout: float = 30):
+    """check()'s first true answer, asked again until `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = check()
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):  # not answering yet
+            answer = None
+        if answer:
+            return answer
+        assert time.monotonic() < deadline, f"{what} (after {timeout:.0f}s)"
+        time.sleep(0.3)
+
+
+def current_run(service: str) -> dict | None:
+    answer = httpx.get(f"{service}/runs/current", timeout=10)
+    return answer.json() if answer.status_code == 200 else None
+
+
+def web_ui_options(web: str) -> dict:
+    """The custom arguments Locust's web UI offers under "Custom parameters": its index page
+    hands them to the UI's script in window.templateArgs."""
+    page = httpx.get(f"{web}/", timeout=10).text
+    match = re.search(r"window\.templateArgs = (\{.*\})\s*$", page, re.M)
+    assert match, page[:500]
+    return json.loads(match.group(1))["extra_options"]
+
+
+@contextmanager
+def locust_web_ui(workdir: Path, env: dict, *options: str) -> Iterator[str]:
+    """`locust -f loadtest/locustfile.py` with its web UI, as a user starts it; its URL."""
+    web = f"http://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--web-host", "127.0.0.1",
+               "--web-port", web.rsplit(":", 1)[1], *options]
+    with Service("locust", command, log_path=workdir / "locust.log", env=env, cwd=workdir,
+                 ready_url=f"{web}/", timeout=30):
+        yield web
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", ["unreachable", "unset"])
+def test_web_ui_offers_no_scenario_without_the_service(service: str, tmp_path: Path) -> None:
+    """The option is there, with nothing to choose, and its help says why."""
+    nobody = f"http://127.0.0.1:{free_port()}"
+    env = {"SCENARIO_SERVICE_URL": nobody if service == "unreachable" else None}
+    with locust_web_ui(tmp_path, env) as web:
+        options = web_ui_options(web)
+    scenario = options["scenario"]
+    assert (scenario["choices"], scenario["default_value"]) == ([""], "")
+    if service == "unreachable":
+        assert f"the scenario service at {nobody}" in scenario["help_text"]
+        assert "did not answer" in scenario["help_text"]
+    else:
+        assert "SCENARIO_SERVICE_URL is not set" in scenario["help_text"]
+    speed = options["scenario_speed"]
+    assert (speed["choices"], speed["default_value"]) == (None, 1.0)
+
+
+@pytest.mark.slow
+def test_locust_refuses_a_scenario_the_service_could_not_list(tmp_path: Path) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+         "-H", "http://127.0.0.1:1", "--scenario", SCENARIO],
+        env={**os.environ, "SCENARIO_SERVICE_URL": nobody}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"argument --scenario: cannot run '{SCENARIO}': the scenario service at {nobody}" \
+        in result.stderr
+
+
+@pytest.fixture(scope="module")
+def scenario_service(api_service: Api, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The scenario service on the API's database and with its admin token, as the stack
+    runs it."""
+    workdir = tmp_path_factory.mktemp("scenarios")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"HOST": "127.0.0.1", "PORT": str(port), "DATABASE_URL": api_service.database_url,
+           "API_URL": api_service.url, "ADMIN_TOKEN": ADMIN_TOKEN}
+    with Service("scenario service", [sys.executable, "-m", "bank_scenarios", "serve"],
+                 log_path=workdir / "scenarios.log", env=env, cwd=workdir,
+                 ready_url=f"{url}/health", timeout=60):
+        yield url
+
+
+@pytest.mark.slow
+def test_web_ui_offers_the_services_scenarios(scenario_service: str, tmp_path: Path) -> None:
+    listed = [s["name"] for s in
+              httpx.get(f"{scenario_service}/scenarios", timeout=10).json()["scenarios"]]
+    assert SCENARIO in listed
+    with locust_web_ui(tmp_path, {"SCENARIO_SERVICE_URL": scenario_service}) as web:
+        scenario = web_ui_options(web)["scenario"]
+    assert scenario["choices"] == ["", *listed]
+    assert scenario["default_value"] == ""
+    assert scenario_service in scenario["help_text"]
+
+
+@pytest.mark.slow
+def test_scenario_picked_in_the_web_ui_runs_and_stops_with_the_test(
+        api: str, scenario_service: str, tmp_path: Path) -> None:
+    """In the web UI of a master with a worker: starting the test starts the scenario, whose
+    first load step replaces the users typed in the form; Stop stops the scenario, its faults
+    undone."""
+    entry = httpx.get(f"{scenario_service}/scenarios/{SCENARIO}", timeout=10).json()
+    master_port = free_port()
+    env = {"SCENARIO_SERVICE_URL": scenario_service, "LOAD_SHAPE": "",
+           "LOAD_THINK_TIME": FAST_CUSTOMERS}
+    worker = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
+              "--master-host", "127.0.0.1", "--master-port", str(master_port)]
+    with locust_web_ui(tmp_path, env, "--master", "--master-bind-host", "127.0.0.1",
+                       "--master-bind-port", str(master_port), "-H", api) as web, \
+            Service("locust worker", worker, log_path=tmp_path / "locust-worker.log", env=env,
+                    cwd=tmp_path, timeout=30):
+        def stats() -> dict:
+            return httpx.get(f"{web}/stats/requests", timeout=10).json()
+
+        wait_for(lambda: stats()["worker_count"] == 1, "the worker never connected")
+        # Typed in the form: more users than the scenario's, slowly.
+        form = {"user_count": entry["users"] + 7, "spawn_rate": 1, "host": api,
+                "scenario": SCENARIO, "scenario_speed": FAST}
+        assert httpx.post(f"{web}/swarm", data=form, timeout=10).json()["success"]
+        run = wait_for(lambda: current_run(scenario_service), "no scenario run started")
+        assert (run["scenario"], run["speed"], run["state"]) == (SCENARIO, FAST, "running")
+        wait_for(lambda: stats()["user_count"] == entry["users"],
+                 f"Locust never ran the scenario's {entry['users']} users", timeout=15)
+        time.sleep(4)  # the form's ramp would go on to more
+        assert stats()["user_count"] == entry["users"]
+
+        assert httpx.post(f"{web}/stop", timeout=60).json()["success"]
+        stopped = wait_for(lambda: (r := current_run(scenario_service))["state"] != "running"
+                           and r, "the scenario still runs after Stop")
+    assert stopped["id"] == run["id"] and stopped["state"] == "stopped"
+    assert {fault["state"] for fault in stopped["faults"]} == {"undone"}, stopped["faults"]
+    assert f"test stopped before scenario {SCENARIO} ended" in (
+        tmp_path / "locust.log").read_text()
+
+
+@pytest.mark.slow
+def test_runner_runs_a_scenario_and_ends_with_it(
+        api: str, scenario_service: str, tmp_path: Path) -> None:
+    """Locust follows the scenario's load steps and ends with it; the run records it."""
+    entry = httpx.get(f"{scenario_service}/scenarios/{SPIKE}", timeout=10).json()
+    run_dir = run_load(api, scenario=SPIKE, scenario_speed=FAST,
+                       scenario_service_url=scenario_service, run_dir=tmp_path / "run",
+                       web_port=free_port(), linger=1, max_failure_ratio=1,
+                       log=lambda line: None)
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["verdict"] == {"passed": True, "problems": []}
+    options = summary["options"]
+    assert (options["scenario"], options["scenario_speed"], options["shape"]) == (
+        SPIKE, FAST, None)
+    assert options["duration_seconds"] == entry["duration"] / FAST
+
+    # The service ran it to its end: Locust ended with it, without stopping it.
+    run = current_run(scenario_service)
+    assert (run["scenario"], run["speed"], run["state"]) == (SPIKE, FAST, "finished")
+    started = datetime.fromisoformat(summary["started_at"]).timestamp()
+    ended = datetime.fromisoformat(summary["ended_at"]).timestamp()
+    assert started - 1 <= run["started_at"] < run["ends_at"] <= ended + 1
+    log = (run_dir / "locust.log").read_text()
+    steps = run["load"]["steps"]
+    assert len(steps) == 3, steps
+    for number, step in enumerate(steps, 1):
+        assert f"step {number}/3, {step['users']} users" in log
+    assert f"scenario {SPIKE} ended: stopping the test" in log
+
+    # Locust's users, second by second: up to the spike, and back.
+    with (run_dir / "locust_stats_history.csv").open() as f:
+        users = [int(row["User Count"]) for row in DictReader(f)
+                 if row["Name"] == "Aggregated"]
+    peak = users.index(steps[1]["users"])
+    assert steps[2]["users"] in users[peak:], users
+
+
+@pytest.mark.slow
+def test_runner_fails_when_the_service_refuses_the_scenario(
+        api: str, scenario_service: str, tmp_path: Path) -> None:
+    """Another scenario runs already: Locust stops rather than load without its own, and the
+    run fails saying why, leaving the other one alone."""
+    answer = httpx.post(f"{scenario_service}/runs", json={"scenario": SCENARIO, "speed": FAST},
+                        timeout=30)
+    assert answer.status_code == 201, answer.text
+    try:
+        run_dir = run_load(api, scenario=SCENARIO, scenario_speed=FAST,
+                           scenario_service_url=scenario_service, run_dir=tmp_path / "run",
+                           web_port=free_port(), linger=1, log=lambda line: None)
+        other = current_run(scenario_service)
+    finally:
+        httpx.delete(f"{scenario_service}/runs/current", timeout=60)
+    assert (other["id"], other["state"]) == (answer.json()["id"], "running")
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["locust_exit_code"] == 1
+    refusal, *_ = summary["verdict"]["problems"]
+    assert refusal.startswith(f"scenario refused: {SCENARIO}: "), refusal
+    assert "409 scenario_running" in refusal
+
+
+@pytest.mark.slow
+def test_locust_refuses_a_scenario_with_a_load_shape(
+        api: str, scenario_service: str, tmp_path: Path) -> None:
+    before = current_run(scenario_service)
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", api,
+         "--scenario", SCENARIO],
+        env={**os.environ, "SCENARIO_SERVICE_URL": scenario_service, "LOAD_SHAPE": "smoke"},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert f"scenario refused: {SCENARIO}: LOAD_SHAPE=smoke is set" in result.stderr
+    assert current_run(scenario_service) == before  # no run started

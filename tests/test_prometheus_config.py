@@ -115,7 +115,8 @@ def scrape_table() -> dict[str, dict[str, str]]:
 
 
 def test_scrape_table_is_read_from_the_contract() -> None:
-    assert set(scrape_table()) == {"prometheus", "bank-api", "postgres-exporter", "locust"}
+    assert set(scrape_table()) == {"prometheus", "bank-api", "postgres-exporter", "locust",
+                                   "scenarios"}
 
 
 def test_global_intervals_are_5s() -> None:

@@ -12,6 +12,11 @@ One stack (bankops.stack, with the API's fault switch enabled) serves two short 
   the faulty one burning the reads' budget fast enough to page.
 
 About two minutes: the stack's start, 30 s and 30 s of load, the reports.
+
+A run folder that played a scenario (scenario.json beside run.json) gets its section, and its
+faults shaded on every chart: checked on the committed sample run (report/sample/run, a real
+run of the native stack) with a scenario.json written for it, in a few seconds, and read back
+in headless Chromium; and on the faulty run above, whose Prometheus charts are shaded too.
 """
 
 from __future__ import annotations
@@ -21,20 +26,29 @@ import itertools
 import json
 import re
 import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
+from markupsafe import escape
+from matplotlib.colors import to_rgb
+from matplotlib.image import imread
 
 from bank_loadtest.runner import run_load
-from bank_report.generate import generate, worst_name
+from bank_report.charts import SHADE_ALPHA, SHADE_COLORS
+from bank_report.generate import generate, main, worst_name
 from bank_report.locust_data import read_stats
 from bankops.processes import free_port, free_ports
 from bankops.slo import spec as slo_spec
 from bankops.stack.native import NativeStack, Ports
 
-pytestmark = pytest.mark.slow
+# The tests on a live stack; those of scenarios read the committed sample run and are fast.
+slow = pytest.mark.slow
 
 USERS = 5
 HEALTHY_SECONDS = 30
@@ -103,7 +117,7 @@ def number(cell: str) -> int:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    ports = Ports(*free_ports(5))
+    ports = Ports(*free_ports(len(fields(Ports))))  # every service on a free port
     with NativeStack(tmp_path_factory.mktemp("report-stack"), ports=ports) as running:
         yield running
 
@@ -138,6 +152,7 @@ def faulty(stack: NativeStack, healthy: Report) -> Report:
 # ------------------------------------------------------------------------------ checks
 
 
+@slow
 def test_run_folder_has_locust_files_and_passing_invariants(healthy: Report):
     for name in ("locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv",
                  "run.json", "invariants.json"):
@@ -149,6 +164,7 @@ def test_run_folder_has_locust_files_and_passing_invariants(healthy: Report):
     assert "**money invariants:** PASS" in healthy.markdown
 
 
+@slow
 def test_every_chart_shown_is_a_real_png(healthy: Report):
     in_html = set(re.findall(r'<img src="([^"]+)"', healthy.html))
     in_markdown = set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", healthy.markdown))
@@ -159,6 +175,7 @@ def test_every_chart_shown_is_a_real_png(healthy: Report):
         assert (healthy.out / name).read_bytes().startswith(PNG_SIGNATURE), name
 
 
+@slow
 def test_prometheus_charts_are_present(healthy: Report):
     prometheus = healthy.summary["prometheus"]
     assert prometheus["reachable"], prometheus
@@ -169,6 +186,7 @@ def test_prometheus_charts_are_present(healthy: Report):
     assert "what the server saw" in healthy.markdown
 
 
+@slow
 def test_report_numbers_are_locusts_numbers(healthy: Report):
     """Requests, failures and percentiles per name, in summary.json and in report.md,
     equal locust_stats.csv's exactly."""
@@ -195,6 +213,7 @@ def test_report_numbers_are_locusts_numbers(healthy: Report):
         assert md["req/s"] == f"{float(row['Requests/s']):,.2f}", key
 
 
+@slow
 def test_report_without_prometheus_says_so(healthy: Report, tmp_path: Path):
     unused = free_port()
     out = generate(healthy.run_dir, tmp_path / "report", prometheus=f"http://127.0.0.1:{unused}")
@@ -209,6 +228,7 @@ def test_report_without_prometheus_says_so(healthy: Report, tmp_path: Path):
     assert summary["total"] == healthy.summary["total"]
 
 
+@slow
 def test_fault_switch_failures_show_in_the_report(faulty: Report):
     csv_row = locust_rows(faulty.run_dir)[("GET", FAULTY_ROUTE)]
     [shown] = [r for r in faulty.summary["rows"] if (r["method"], r["name"]) == ("GET",
@@ -232,6 +252,7 @@ def kept_request_ids(run_dir: Path) -> dict[tuple[str, str], dict]:
     return {(e["method"], e["name"]): e for e in data["names"]}
 
 
+@slow
 def test_report_lists_the_slowest_requests_of_the_worst_name(healthy: Report):
     """The worst name: the most failures, else the highest p95 (from locust_stats.csv); its
     slowest requests with their id, latency and status, as the run kept them."""
@@ -260,6 +281,7 @@ def test_report_lists_the_slowest_requests_of_the_worst_name(healthy: Report):
         (r.method, r.name) for r in stats if not r.is_total}
 
 
+@slow
 def test_report_without_request_ids_says_so(healthy: Report, tmp_path: Path):
     """A run folder without locust_request_ids.json (an older run, or compose's before it)."""
     run_dir = tmp_path / "run"
@@ -271,6 +293,7 @@ def test_report_without_request_ids_says_so(healthy: Report, tmp_path: Path):
     assert json.loads((out / "summary.json").read_text())["lookups"] is None
 
 
+@slow
 def test_report_lists_failed_request_ids_of_the_faulty_route(faulty: Report):
     worst = faulty.summary["lookups"]["worst"]
     assert (worst["method"], worst["name"]) == ("GET", FAULTY_ROUTE)  # the most failures
@@ -333,6 +356,7 @@ def check_objective_numbers(report: Report) -> dict[str, dict]:
     return shown
 
 
+@slow
 def test_healthy_run_meets_the_availability_objectives(healthy: Report):
     shown = check_objective_numbers(healthy)
     for name in ("money-movements", "reads"):
@@ -356,6 +380,7 @@ def locust_server_error_ratio(report: Report, objective: slo_spec.Objective) -> 
     return errors / requests
 
 
+@slow
 def test_fault_switch_burns_the_reads_budget_and_pages(faulty: Report):
     spec = slo_spec.load()
     shown = check_objective_numbers(faulty)
@@ -391,3 +416,288 @@ def test_fault_switch_burns_the_reads_budget_and_pages(faulty: Report):
     met = faulty.summary["slos"]["met"]
     assert met == sum(o["met"] for o in shown.values()) < len(shown)
     assert f"**objectives met over the run:** {met} of {len(shown)}" in faulty.markdown
+
+
+# ------------------------------------------------------------------------------ scenarios
+
+SAMPLE_RUN = Path(__file__).resolve().parents[1] / "report" / "sample" / "run"
+SCENARIO_HEADING = "## Scenario"
+CHROMIUM = shutil.which("chromium") or "chromium"
+
+
+def run_window(run_dir: Path) -> tuple[float, float]:
+    """The load run's start (the charts' 0 s) and its length in seconds, from run.json."""
+    run = json.loads((run_dir / "run.json").read_text())
+    start, end = (datetime.fromisoformat(run[k]).timestamp() for k in ("started_at", "ended_at"))
+    return start, end - start
+
+
+def error_burst(t0: float) -> dict:
+    """scenario.json as `python -m bank_scenarios run error-burst` writes it, for the sample
+    run, whose fault switch was on from 20 s to 120 s (report/bank_report/sample.py)."""
+    return {
+        "scenario": "error-burst", "title": "Balance checks start failing",
+        "story": "Monday 9:00. Customers say checking a balance sometimes fails.\n"
+                 "Nothing was deployed. Find what fails, since when, and what it costs.",
+        "speed": 1.0, "started_at": t0 + 2, "ended_at": t0 + 150, "outcome": "finished",
+        "phases": [{"name": "baseline", "start": t0 + 2, "end": t0 + 20},
+                   {"name": "balance errors", "start": t0 + 20, "end": t0 + 120},
+                   {"name": "recovery", "start": t0 + 120, "end": t0 + 150}],
+        "faults": [{"name": "balance errors", "kind": "fault_switch",
+                    "summary": "20% of /accounts/{account_id} answers are 500, +250 ms",
+                    "start": t0 + 20, "end": t0 + 120}],
+        "signals": [
+            {"kind": "alert", "what": 'ErrorBudgetFastBurn{slo="reads"}',
+             "fault": "balance errors", "bound_s": 60, "resolve_bound_s": 60, "seen": True,
+             "seen_at": t0 + 55.5, "after_s": 35.5, "resolved_at": t0 + 140,
+             "resolved_after_s": 20, "checked": True, "detail": "critical", "passed": True},
+            {"kind": "span", "what": "an error span on GET /accounts/{account_id}",
+             "fault": "balance errors", "bound_s": 30, "resolve_bound_s": None, "seen": True,
+             "seen_at": t0 + 24, "after_s": 4, "resolved_at": None, "resolved_after_s": None,
+             "checked": True, "detail": "trace 4bf92f3577b34da6a3ce929d0e0e4736, 500",
+             "passed": True},
+            {"kind": "metric", "what": "sum(rate(http_requests_total{status=~\"5..\"}[30s])) > 0",
+             "fault": "balance errors", "bound_s": 10, "seen": True, "seen_at": t0 + 35,
+             "after_s": 15, "checked": True, "detail": "0.4", "passed": False},
+            {"kind": "alert", "what": 'ErrorBudgetSlowBurn{slo="reads"}',
+             "fault": "balance errors", "bound_s": 90, "resolve_bound_s": 120, "seen": False,
+             "seen_at": None, "after_s": None, "resolved_at": None, "resolved_after_s": None,
+             "checked": True, "detail": "", "passed": False},
+            {"kind": "log", "what": "a log line with code fault_injected",
+             "fault": "balance errors", "bound_s": 30, "seen": False, "seen_at": None,
+             "after_s": None, "checked": False, "detail": "no API log here", "passed": True},
+        ],
+        "passed": False,
+    }
+
+
+def report_of(run_dir: Path, scenario: dict | str | None, out: Path,
+              prometheus: str | None = None) -> Report:
+    """The report of run_dir, copied beside out with scenario.json (text as given, or
+    JSON) written into it."""
+    copy = out.parent / f"{out.name}-run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report", "scenario.json"))
+    if scenario is not None:
+        text = scenario if isinstance(scenario, str) else json.dumps(scenario)
+        (copy / "scenario.json").write_text(text)
+    return Report(copy, generate(copy, out, prometheus=prometheus))
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    t0, _ = run_window(SAMPLE_RUN)
+    return report_of(SAMPLE_RUN, error_burst(t0), tmp_path_factory.mktemp("played") / "report")
+
+
+# Reading the charts' pixels: where the axes are, and which columns carry a fault's tint.
+
+
+def plot_area(image: np.ndarray) -> tuple[int, int, int, int]:
+    """The axes' box of a chart (left, right, top, bottom pixel): its black spines, the
+    longest runs of black pixels across the image."""
+    black = (image[:, :, :3] < 0.35).all(axis=2)
+    columns, rows = black.sum(axis=0), black.sum(axis=1)
+    xs = np.flatnonzero(columns >= 0.8 * columns.max())
+    ys = np.flatnonzero(rows >= 0.8 * rows.max())
+    return xs.min(), xs.max(), ys.min(), ys.max()
+
+
+def tinted_columns(png: Path, color: str) -> tuple[np.ndarray, int, int]:
+    """The pixel columns inside a chart's axes that show the colour a fault is shaded with (its
+    tint over the white background) in a tenth of their height or more (the lines drawn over
+    it cover the rest), and the axes' left and right pixel."""
+    image = imread(png)
+    left, right, top, bottom = plot_area(image)
+    inside = image[top + 2:bottom - 1, left + 2:right - 1, :3]
+    tint = SHADE_ALPHA * np.array(to_rgb(color)) + (1 - SHADE_ALPHA)
+    share = (np.abs(inside - tint) < 0.02).all(axis=2).mean(axis=0)
+    return np.flatnonzero(share > 0.1) + left + 2, left, right
+
+
+def check_shaded(png: Path, windows: list[tuple[float, float]], x_max: float) -> None:
+    """Each window (seconds since the run started) is shaded in its own colour on the chart,
+    from its start to its end as the x axis places them, and nowhere else; a window past the
+    run's end stops at the axis' end."""
+    for color, window in itertools.zip_longest(SHADE_COLORS, windows):
+        columns, left, right = tinted_columns(png, color)
+        if window is None:  # a colour no window has
+            assert columns.size == 0, (png.name, color)
+            continue
+        start, end = window
+
+        def pixel(seconds: float, left: int = left, right: int = right) -> float:
+            return left + min(max(seconds, 0), x_max) / x_max * (right - left)
+
+        first, last = pixel(start), pixel(end)
+        assert columns.size > 0.7 * (last - first), (png.name, color, columns)
+        # Edges within 3 pixels: an event's dashed line or a phase boundary may sit on one.
+        assert abs(columns.min() - first) <= 3 and abs(columns.max() - last) <= 3, (
+            png.name, color, (columns.min(), columns.max()), (first, last))
+
+
+def test_scenario_name_and_title_top_the_report(played: Report):
+    scenario = played.summary["scenario"]
+    assert (scenario["name"], scenario["title"]) == ("error-burst", "Balance checks start failing")
+    assert played.markdown.startswith(
+        "# Load run report: scenario `error-burst`\n\n**Balance checks start failing**\n")
+    assert "<h1>Load run report: scenario <code>error-burst</code></h1>" in played.html
+    assert '<p class="subtitle">Balance checks start failing</p>' in played.html
+    assert "<title>Load run report, scenario error-burst," in played.html
+    # In the headline: the scenario's verdict and its signals.
+    assert "- **scenario error-burst:** FAILED, 3 of 5 signals seen\n" in played.markdown
+    assert ">FAILED, 3 of 5 signals seen</b>" in played.html
+
+
+def test_scenario_section_has_story_timeline_and_every_signal(played: Report):
+    t0, _ = run_window(played.run_dir)
+    written = error_burst(t0)
+    section = played.markdown.split(f"\n{SCENARIO_HEADING}\n", 1)[1].split("\n## ", 1)[0]
+    assert written["story"] in section
+    assert "It started at 2 s of the load run and finished at 150 s." in section
+    assert "Result: **FAILED**: 3 of 5 expected signals seen." in section
+
+    # The timeline in seconds since the load run started, the charts' x axis.
+    assert markdown_table(played.markdown, "### Timeline") == [
+        {"phase": "baseline", "from (s)": "2", "to (s)": "20", "lasted (s)": "18"},
+        {"phase": "balance errors", "from (s)": "20", "to (s)": "120", "lasted (s)": "100"},
+        {"phase": "recovery", "from (s)": "120", "to (s)": "150", "lasted (s)": "30"}]
+    [fault] = played.summary["scenario"]["faults"]
+    assert fault | {"start_s": 20, "end_s": 120} == fault
+    assert fault["label"] == "error-burst: balance errors"
+
+    rows = markdown_table(played.markdown, "### Expected signals")
+    assert [r["expected signal"] for r in rows] == [s["what"] for s in written["signals"]]
+    fast_burn, span, metric, slow_burn, log = rows
+    assert fast_burn == {"kind": "alert", "fault": "balance errors",
+                         "expected signal": 'ErrorBudgetFastBurn{slo="reads"}',
+                         "bound (s)": "60", "seen": "yes", "seen after (s)": "35.5 (at 55.5)",
+                         "resolved after (s)": "20 (bound 60)", "detail": "critical"}
+    assert span | {"seen": "yes", "resolved after (s)": "–",
+                   "detail": written["signals"][1]["detail"]} == span
+    assert metric["seen"] == "yes, late"  # 15 s after the fault, its bound 10 s
+    assert slow_burn | {"seen": "no", "seen after (s)": "–",
+                        "resolved after (s)": "–"} == slow_burn
+    assert log | {"seen": "not checked", "detail": "no API log here"} == log
+
+    html_section = played.html.split('<h2 id="scenario">', 1)[1].split("<h2>", 1)[0]
+    html_rows = re.findall(r'<tr class="signal">.*?</tr>', html_section, re.DOTALL)
+    assert len(html_rows) == len(written["signals"])
+    for row, signal in zip(html_rows, written["signals"], strict=True):
+        assert str(escape(signal["what"])) in row
+        assert str(escape(signal["detail"])) in row
+    # Seen in time passes; late or missing fails; not checked is only a warning.
+    assert [re.search(r'<td class="(pass|fail|warn)">', row)[1] for row in html_rows] == [
+        "pass", "pass", "fail", "fail", "warn"]
+
+
+def test_every_chart_shades_each_fault_window(tmp_path: Path):
+    """Three faults, the last one lasting past the run's end: each shaded in its own colour
+    on every chart, between its start and its end."""
+    t0, x_max = run_window(SAMPLE_RUN)
+    scenario = error_burst(t0)
+    windows = [(20, 60), (80, 120), (140, x_max + 30)]
+    scenario["faults"] = [{"name": f"fault {i}", "kind": "fault_switch", "start": t0 + start,
+                           "end": t0 + end} for i, (start, end) in enumerate(windows)]
+    report = report_of(SAMPLE_RUN, scenario, tmp_path / "report")
+    drawn = {c["file"] for c in report.summary["charts"]}
+    assert drawn == LOCUST_CHARTS  # no Prometheus: Locust's charts only
+    for name in drawn:
+        check_shaded(report.out / name, windows, x_max)
+    assert ("Shaded on every chart: the faults of scenario error-burst" in
+            report.markdown.split("\n## Charts\n", 1)[1])
+
+
+def test_without_scenario_nothing_is_shaded_or_said(tmp_path: Path):
+    _, x_max = run_window(SAMPLE_RUN)
+    report = report_of(SAMPLE_RUN, None, tmp_path / "report")
+    assert "scenario" not in report.summary
+    assert report.markdown.startswith("# Load run report\n\nRun folder")
+    assert "<h1>Load run report</h1>" in report.html
+    assert SCENARIO_HEADING not in report.markdown and 'id="scenario"' not in report.html
+    for name in LOCUST_CHARTS:
+        check_shaded(report.out / name, [], x_max)
+
+
+def test_older_scenario_file_missing_fields_still_reports(tmp_path: Path):
+    """A scenario.json with only some fields: a fault with no end lasted to the run's end; a
+    signal with no verdict is shown as unknown; the scenario as not judged."""
+    t0, x_max = run_window(SAMPLE_RUN)
+    scenario = {"scenario": "lock-held",
+                "faults": [{"name": "ledger locked", "start": t0 + 30}],
+                "signals": [{"what": "a slow span on POST /transfers"}]}
+    report = report_of(SAMPLE_RUN, scenario, tmp_path / "report")
+    assert report.markdown.startswith("# Load run report: scenario `lock-held`\n\nRun folder")
+    assert "- **scenario lock-held:** NOT JUDGED, 0 of 1 signals seen" in report.markdown
+    assert "No phases recorded." in report.markdown
+    [row] = markdown_table(report.markdown, "### Expected signals")
+    assert row == {"kind": "?", "fault": "–", "expected signal": "a slow span on POST /transfers",
+                   "bound (s)": "–", "seen": "unknown", "seen after (s)": "–",
+                   "resolved after (s)": "–", "detail": ""}
+    [fault] = markdown_table(report.markdown.split("Faults, shaded", 1)[1], "")
+    assert (fault["from (s)"], fault["to (s)"]) == ("30", "–")
+    for name in LOCUST_CHARTS:
+        check_shaded(report.out / name, [(30, x_max)], x_max)
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "the file should be a JSON object"),
+    ('{"faults": [{"name": "ledger locked", "start": "soon"}]}',
+     'faults[0].start should be a number, not "soon"'),
+    ('{"signals": {"what": "x"}}', "signals should be a list"),
+    ('{"passed": "yes"}', "passed should be true or false"),
+])
+def test_malformed_scenario_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                          content: str, says: str):
+    run_dir = tmp_path / "run"
+    shutil.copytree(SAMPLE_RUN, run_dir, ignore=shutil.ignore_patterns("report"))
+    (run_dir / "scenario.json").write_text(content)
+    assert main([str(run_dir), "--out", str(tmp_path / "report")]) == 1
+    error = capsys.readouterr().err
+    assert f"{run_dir / 'scenario.json'}: {says}" in error, error
+    assert not (tmp_path / "report" / "index.html").exists()
+
+
+def chromium(*arguments: str) -> subprocess.CompletedProcess:
+    """Headless Chromium (Debian's) on a page of files, with no network at all."""
+    with tempfile.TemporaryDirectory(prefix="bank-report-chromium-") as profile:
+        done = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND",
+             *arguments], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_scenario_section_renders_in_a_browser(played: Report, tmp_path: Path):
+    """The page as Chromium builds it has the section and a row per signal, and its
+    screenshot shows the charts with the fault shaded: the PNG files load beside the page."""
+    page = (played.out / "index.html").as_uri()
+    dom = chromium("--dump-dom", page).stdout
+    section = dom.split('<h2 id="scenario">Scenario</h2>', 1)[1].split("<h2>", 1)[0]
+    assert section.count('<tr class="signal">') == len(played.summary["scenario"]["signals"])
+    assert "ErrorBudgetFastBurn" in section
+
+    shot = tmp_path / "page.png"
+    chromium("--hide-scrollbars", "--window-size=1100,9000", f"--screenshot={shot}", page)
+    pixels = imread(shot)[:, :, :3]
+    tint = SHADE_ALPHA * np.array(to_rgb(SHADE_COLORS[0])) + (1 - SHADE_ALPHA)
+    tinted = (np.abs(pixels - tint) < 0.02).all(axis=2).sum()
+    # Four Locust charts, each shading about 300 x 200 pixels.
+    assert tinted > 4 * 30_000, tinted
+
+
+@slow
+def test_scenario_shades_the_prometheus_and_slo_charts(stack: NativeStack, faulty: Report,
+                                                       tmp_path: Path):
+    """On a run of the live stack, the server's charts and the burn-rate chart are shaded
+    too."""
+    t0, x_max = run_window(faulty.run_dir)
+    scenario = error_burst(t0) | {"faults": [{"name": "balance errors", "kind": "fault_switch",
+                                              "start": t0 + 8, "end": t0 + 20}]}
+    report = report_of(faulty.run_dir, scenario, tmp_path / "report", stack.prometheus_url)
+    drawn = {c["file"]: c["source"] for c in report.summary["charts"]}
+    assert set(drawn) >= LOCUST_CHARTS | PROMETHEUS_CHARTS | {"slo_burn_rate.png"}, drawn
+    for name in drawn:
+        check_shaded(report.out / name, [(8, 20)], x_max)

@@ -16,6 +16,9 @@ Started, in this order, each with its log in <work>/logs/<name>.log:
   Prometheus          Debian's prometheus with the repo's prometheus.yml and alerts.yml, the
                       compose hostnames rewritten to 127.0.0.1 (nothing else changes), storing
                       exemplars as in compose
+  scenarios           the classroom scenario service (scenarios/bank_scenarios), as compose
+                      runs it: the API's own environment with scenarios/ on PYTHONPATH, the
+                      owner's login and the admin token from the secrets folder
   traces              an OTLP/HTTP receiver in this process (bankops/otlp_receiver.py) where
                       compose has Alloy and Tempo: the API's spans, appended to
                       <work>/logs/traces.jsonl. The API logs JSON lines, as in compose; Loki,
@@ -60,6 +63,7 @@ REPO = Path(__file__).resolve().parents[2]
 API_VENV_BIN = REPO / ".data" / "api-venv" / "bin"
 ENTRYPOINT = REPO / "api" / "entrypoint.sh"
 READER_INIT = REPO / "docker" / "postgres-init" / "10-bank-reader.sh"
+SCENARIOS = REPO / "scenarios"
 # The logins compose creates (env.example's defaults).
 OWNER, READER = "bank", "bank_reader"
 # Seconds a service may take to answer its readiness URL, and to stop before SIGKILL.
@@ -73,6 +77,7 @@ class Ports:
     alertmanager: int = 9093
     postgres_exporter: int = 9187
     locust: int = 8089  # the Locust master's web UI, which serves /export/prometheus
+    scenarios: int = 8090  # the classroom scenario service
 
 
 # Every address prometheus.yml names, as docker-compose service:port, and which native port
@@ -83,6 +88,7 @@ COMPOSE_ADDRESSES = {
     "postgres-exporter:9187": "postgres_exporter",
     "locust-master:8089": "locust",
     "alertmanager:9093": "alertmanager",
+    "scenarios:8090": "scenarios",
 }
 
 
@@ -174,6 +180,10 @@ class NativeStack:
         return self.url("locust")
 
     @property
+    def scenarios_url(self) -> str:
+        return self.url("scenarios")
+
+    @property
     def prometheus_config_path(self) -> Path:
         return self.work_dir / "prometheus.yml"
 
@@ -204,6 +214,7 @@ class NativeStack:
             self._start_postgres()
             self._migrate()
             self.start_api()
+            self._start_scenarios()
             self._start_exporter()
             self._start_alertmanager()
             self._start_prometheus()
@@ -289,6 +300,9 @@ class NativeStack:
                                               f"{os.environ.get('PATH', '')}",
                                       "PGHOST": url.query["host"],
                                       "POSTGRES_USER": OWNER, "POSTGRES_DB": url.database,
+                                      # A restart on the same work dir: the owner's password
+                                      # is required by then (pg_hba.conf, below).
+                                      "PGPASSWORD": self.secret("POSTGRES_PASSWORD"),
                                       "BANK_READER_USER": READER,
                                       "BANK_READER_PASSWORD_FILE": str(
                                           self.secrets_dir / "bank_reader_password")})
@@ -351,6 +365,15 @@ class NativeStack:
     def start_api(self) -> None:
         self._start("api", self._api_argv("serve"), f"{self.api_url}/health/ready",
                     env=self._api_env(), cwd=self.work_dir)
+
+    def _start_scenarios(self) -> None:
+        self._start("scenarios", [str(API_VENV_BIN / "python"), "-m", "bank_scenarios", "serve"],
+                    f"{self.scenarios_url}/health", cwd=self.work_dir, env={
+                        **self._database_env(),
+                        "ADMIN_TOKEN_FILE": str(self.secrets_dir / "admin_token"),
+                        "API_URL": self.api_url,
+                        "HOST": LOOPBACK, "PORT": str(self.ports.scenarios),
+                        "PYTHONPATH": str(SCENARIOS)})
 
     def set_faults(self, faults: dict) -> None:
         """PUT /admin/faults with the stack's generated admin token (the fault switch)."""
@@ -441,6 +464,7 @@ class NativeStack:
             ("Prometheus", self.prometheus_url, "Status > Targets, Alerts"),
             ("Alertmanager", self.alertmanager_url, "alerts received from Prometheus"),
             ("postgres-exporter", f"{self.exporter_url}/metrics", ""),
+            ("scenarios", self.scenarios_url, "python -m bank_scenarios list | run NAME"),
             ("Locust", self.locust_url, "during a load run: python -m bank_loadtest "
              f"--host {self.api_url} --web-port {self.ports.locust}"),
             ("PostgreSQL", self.database_url or "", ""),

@@ -4,11 +4,14 @@
         --duration 60s
     python -m bank_loadtest --host http://127.0.0.1:8000 --shape spike --workers 2 \\
         --database-url postgresql+psycopg2://bank:secret@127.0.0.1:5432/bank
+    python -m bank_loadtest --host http://127.0.0.1:8000 --scenario lock-held --scenario-speed 3
 
 What it does:
 1. runs Locust for the chosen shape and time: a master with its web UI up (--autostart
    --autoquit), so Prometheus can scrape /export/prometheus during the run, and with
-   --workers N that many local worker processes;
+   --workers N that many local worker processes; or, with --scenario, for a classroom
+   scenario: the master asks the scenario service to run it (scenario_picker.py), follows
+   its load steps and ends with it;
 2. prints a progress line every 5 s (elapsed, users, requests, rate, failures);
 3. writes into the run folder: locust_stats.csv, locust_stats_history.csv (per request name),
    locust_failures.csv, report.html, the Locust logs, run.json (options, times, versions,
@@ -31,6 +34,7 @@ import argparse
 import contextlib
 import csv
 import json
+import os
 import platform
 import re
 import signal
@@ -38,9 +42,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -58,6 +64,10 @@ DEFAULT_LINGER = 6
 OVERRUN_MARGIN = 90.0
 # Seconds a Locust process has to stop on SIGTERM (writing its reports) before SIGKILL.
 STOP_TIMEOUT = 15
+DEFAULT_SCENARIO_SERVICE = "http://127.0.0.1:8090"  # the native stack's (Ports.scenarios)
+# How scenario_picker.py begins the log line of a scenario it could not start (repeated here:
+# the runner never imports Locust's side).
+SCENARIO_REFUSED = "scenario refused"
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -145,6 +155,63 @@ def failed_examples(run_dir: Path, limit: int = 3) -> list[str]:
     return lines[:limit]
 
 
+@dataclass(frozen=True)
+class ScenarioPlan:
+    """A classroom scenario as a load run starts it, from the scenario service's catalogue."""
+
+    name: str
+    title: str
+    speed: float
+    service_url: str
+    users: int  # its first load step: Locust starts with these, then follows the steps
+    spawn_rate: float
+    duration: float  # seconds, at this speed
+
+    def locust_args(self) -> list[str]:
+        return ["--users", str(self.users), "--spawn-rate", f"{self.spawn_rate:g}",
+                "--scenario", self.name, "--scenario-speed", f"{self.speed:g}"]
+
+
+def scenario_plan(name: str, speed: float, service_url: str) -> ScenarioPlan:
+    """GET /scenarios/{name}: a ValueError if there is no such scenario, a RuntimeError if
+    the service does not answer."""
+    if not speed > 0:
+        raise ValueError(f"scenario speed {speed}: must be above 0")
+    url = service_url.rstrip("/")
+    try:
+        answer = httpx.get(f"{url}/scenarios/{quote(name, safe='')}", timeout=10)
+    except httpx.TransportError as exc:
+        raise RuntimeError(f"the scenario service at {url} does not answer ({exc}): start it "
+                           "(python -m bank_scenarios serve; the stack runs it) or give "
+                           "--scenario-service-url") from None
+    if answer.status_code == 404:
+        raise ValueError(f"the scenario service at {url} has no scenario {name!r}: "
+                         f"{problem_detail(answer) or 'see python -m bank_scenarios list'}")
+    if answer.status_code != 200:
+        raise RuntimeError(f"the scenario service at {url} answered {answer.status_code} to "
+                           f"GET /scenarios/{name}: {problem_detail(answer)}")
+    entry = answer.json()
+    return ScenarioPlan(name=name, title=entry["title"], speed=speed, service_url=url,
+                        users=int(entry["users"]), spawn_rate=float(entry["spawn_rate"]),
+                        duration=float(entry["duration"]) / speed)
+
+
+def problem_detail(answer: httpx.Response) -> str:
+    try:
+        return answer.json().get("detail", "")
+    except (ValueError, AttributeError):
+        return answer.text[:200]
+
+
+def scenario_refusals(locust_log: Path) -> list[str]:
+    """Why the Locust master did not run its scenario, from its log (scenario_picker.py)."""
+    try:
+        lines = locust_log.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line[line.index(SCENARIO_REFUSED):] for line in lines if SCENARIO_REFUSED in line]
+
+
 def check_books(host: str, database_url: str | None, api_check_limit: int) -> dict:
     """The money invariants' verdict (invariants.json): in SQL with a database URL, else
     through the API. A check that crashed has not shown the books are right: not_checked."""
@@ -172,15 +239,29 @@ def run_load(
     web_port: int = 8089,
     linger: int = DEFAULT_LINGER,
     api_check_limit: int = api_books.API_ACCOUNT_LIMIT,
+    scenario: str | None = None,
+    scenario_speed: float = 1.0,
+    scenario_service_url: str | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Run Locust against `host`, check the invariants, return the run folder.
 
     users/duration default to the shape's own (20 users for 60 s; smoke: 3 users for 20 s).
+    With a scenario (its name in the scenario service's catalogue, at scenario_service_url,
+    default SCENARIO_SERVICE_URL or DEFAULT_SCENARIO_SERVICE) there is no shape: the scenario
+    sets the users over time and the duration (its own / scenario_speed), so users,
+    duration and spawn_rate must stay None.
     run_dir defaults to runs/<UTC time> under the current directory.
     The verdict is run.json's "verdict": {"passed": bool, "problems": [...]}.
     """
-    if shape not in SHAPES:
+    plan = None
+    if scenario:
+        if users is not None or duration is not None or spawn_rate is not None:
+            raise ValueError(f"scenario {scenario}: it sets the users and the duration, "
+                             "give no users, duration or spawn rate")
+        plan = scenario_plan(scenario, scenario_speed,
+                             scenario_service_url or default_scenario_service())
+    elif shape not in SHAPES:
         raise ValueError(f"shape {shape!r}: choose one of {', '.join(SHAPES)}")
     host = host.rstrip("/")
     wait_for_api(host)
@@ -188,18 +269,28 @@ def run_load(
     run_dir = Path(run_dir or Path("runs") / started.strftime("%Y%m%dT%H%M%SZ")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    planned = parse_duration(duration) if duration is not None else (20.0 if shape == "smoke"
-                                                                      else 60.0)
-    env = locust_env(shape, users, duration, planned, spawn_rate, think_time)
+    if plan is not None:
+        planned = plan.duration
+    else:
+        planned = parse_duration(duration) if duration is not None else (
+            20.0 if shape == "smoke" else 60.0)
+    env = locust_env(None if plan else shape, users, duration, planned, spawn_rate, think_time,
+                     plan)
     locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
     master_port = free_port() if workers else None
     master_cmd = master_command(locust, host, run_dir, linger, web_host, web_port, workers,
-                                master_port)
-    options = {"host": host, "shape": shape, "users": users, "duration_seconds": planned,
-               "spawn_rate": spawn_rate, "workers": workers, "think_time": think_time,
-               "web_port": web_port, "max_failure_ratio": max_failure_ratio,
-               "invariants_via": "sql" if database_url else "api"}
-    log(f"load run: {shape} on {host} for {planned:.0f}s"
+                                master_port, plan)
+    options = {"host": host, "shape": None if plan else shape, "users": users,
+               "duration_seconds": planned, "spawn_rate": spawn_rate, "workers": workers,
+               "think_time": think_time, "web_port": web_port,
+               "max_failure_ratio": max_failure_ratio,
+               "invariants_via": "sql" if database_url else "api",
+               "scenario": plan.name if plan else None,
+               "scenario_speed": plan.speed if plan else None,
+               "scenario_service_url": plan.service_url if plan else None}
+    what = (f"scenario {plan.name} ({plan.title}) at speed {plan.speed:g}" if plan
+            else shape)
+    log(f"load run: {what} on {host} for {planned:.0f}s"
         f"{f' with {workers} workers' if workers else ''}; results in {run_dir}")
     log(f"Locust web UI and /export/prometheus on http://{web_host or '0.0.0.0'}:{web_port}")
 
@@ -220,6 +311,8 @@ def run_load(
     stats_csv = run_dir / "locust_stats.csv"
     totals = read_totals(stats_csv) if stats_csv.exists() else {}
     problems = locust_problems(master.returncode, totals, max_failure_ratio)
+    if plan is not None:
+        problems = scenario_refusals(run_dir / "locust.log") + problems
 
     log("checking the money invariants " + ("in SQL" if database_url else "through the API"))
     books = check_books(host, database_url, api_check_limit)
@@ -242,11 +335,17 @@ def run_load(
     return run_dir
 
 
-def locust_env(shape: str, users: int | None, duration: str | float | None, planned: float,
-               spawn_rate: float | None, think_time: str | None) -> dict[str, str]:
-    """The changes to our environment for the Locust processes: the shape, and only the
-    options given (locustfile.py and its shapes have defaults for the others)."""
-    env = {"LOAD_SHAPE": shape, "PYTHONUNBUFFERED": "1"}
+def default_scenario_service() -> str:
+    return os.environ.get("SCENARIO_SERVICE_URL") or DEFAULT_SCENARIO_SERVICE
+
+
+def locust_env(shape: str | None, users: int | None, duration: str | float | None,
+               planned: float, spawn_rate: float | None, think_time: str | None,
+               scenario: ScenarioPlan | None = None) -> dict[str, str]:
+    """The changes to our environment for the Locust processes: the shape (None: none, as
+    with a scenario, whose steps are the load), only the options given (locustfile.py and its
+    shapes have defaults for the others), and where the scenario service is."""
+    env = {"LOAD_SHAPE": shape or "", "PYTHONUNBUFFERED": "1"}
     if users is not None:
         env["LOAD_USERS"] = str(users)
     if duration is not None:
@@ -255,14 +354,17 @@ def locust_env(shape: str, users: int | None, duration: str | float | None, plan
         env["LOAD_SPAWN_RATE"] = str(spawn_rate)
     if think_time is not None:
         env["LOAD_THINK_TIME"] = think_time
+    if scenario is not None:
+        env["SCENARIO_SERVICE_URL"] = scenario.service_url
     return env
 
 
 def master_command(locust: list[str], host: str, run_dir: Path, linger: int, web_host: str,
-                   web_port: int, workers: int, master_port: int | None) -> list[str]:
+                   web_port: int, workers: int, master_port: int | None,
+                   scenario: ScenarioPlan | None = None) -> list[str]:
     """The Locust master's command line: it starts the load by itself, keeps its web UI up
-    `linger` seconds after it (for Prometheus), writes the reports, and with workers waits
-    for them on master_port."""
+    `linger` seconds after it (for Prometheus), writes the reports, with workers waits
+    for them on master_port, and with a scenario starts it and ends with it."""
     master_cmd = [
         *locust, "--host", host,
         "--autostart", "--autoquit", str(linger),
@@ -277,6 +379,8 @@ def master_command(locust: list[str], host: str, run_dir: Path, linger: int, web
         master_cmd += ["--master", "--master-bind-host", LOOPBACK,
                        "--master-bind-port", str(master_port), "--expect-workers", str(workers),
                        "--expect-workers-max-wait", "60"]
+    if scenario is not None:
+        master_cmd += scenario.locust_args()
     return master_cmd
 
 
@@ -354,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bank_loadtest", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="http://127.0.0.1:8000", help="the API's base URL")
-    parser.add_argument("--shape", choices=SHAPES, default="steady")
+    parser.add_argument("--shape", choices=SHAPES, help="how the users come and go "
+                        "(default steady)")
     parser.add_argument("--users", type=int, help="peak users (default 20; smoke 3)")
     parser.add_argument("--duration", help="e.g. 90s, 5m (default 60s; smoke 20s)")
     parser.add_argument("--spawn-rate", type=float, help="users started per second")
@@ -370,18 +475,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web-port", type=int, default=8089)
     parser.add_argument("--linger", type=int, default=DEFAULT_LINGER,
                         help="seconds the web UI stays up after the load stops")
+    parser.add_argument("--scenario", help="a classroom scenario (python -m bank_scenarios "
+                        "list): the scenario service runs its faults, its load steps set the "
+                        "users and its length the duration (no --shape, --users, --duration, "
+                        "--spawn-rate)")
+    parser.add_argument("--scenario-speed", type=float, default=1.0,
+                        help="the scenario this much faster than written (1 in class, 3 in CI)")
+    parser.add_argument("--scenario-service-url", default=default_scenario_service(),
+                        help="the scenario service (default SCENARIO_SERVICE_URL, else "
+                        f"{DEFAULT_SCENARIO_SERVICE})")
     args = parser.parse_args(argv)
+    if args.scenario and any(value is not None for value in (
+            args.shape, args.users, args.duration, args.spawn_rate)):
+        parser.error("--scenario sets the load: give no --shape, --users, --duration or "
+                     "--spawn-rate")
 
     # SIGTERM (a benchmark or a process manager stopping this run) is handled like Ctrl-C:
     # run_load then stops Locust, so no child outlives the run.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         run_dir = run_load(
-            args.host, shape=args.shape, users=args.users, duration=args.duration,
-            spawn_rate=args.spawn_rate, run_dir=args.run_dir, workers=args.workers,
-            database_url=args.database_url, max_failure_ratio=args.max_failure_ratio,
-            think_time=args.think_time, web_host=args.web_host, web_port=args.web_port,
-            linger=args.linger,
+            args.host, shape=args.shape or "steady", users=args.users,
+            duration=args.duration, spawn_rate=args.spawn_rate, run_dir=args.run_dir,
+            workers=args.workers, database_url=args.database_url,
+            max_failure_ratio=args.max_failure_ratio, think_time=args.think_time,
+            web_host=args.web_host, web_port=args.web_port, linger=args.linger,
+            scenario=args.scenario, scenario_speed=args.scenario_speed,
+            scenario_service_url=args.scenario_service_url,
         )
     except (RuntimeError, ValueError) as exc:
         print(f"load run failed: {exc}", file=sys.stderr)

@@ -1,17 +1,21 @@
 """The report's charts, drawn by matplotlib into PNG files.
 
 Every chart shares one x axis, seconds since the run started, so a Locust chart and a
-Prometheus chart can be read side by side. Figures are made with matplotlib's object API
-(Figure, not pyplot): no global state, no display needed, the Agg renderer writes the PNG.
+Prometheus chart can be read side by side. Every chart carries the same marks on that axis
+(Marks): the things done during the run, numbered, and a scenario's faults, shaded and named
+in the legend. Figures are made with matplotlib's object API (Figure, not pyplot): no global
+state, no display needed, the Agg renderer writes the PNG.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
@@ -52,6 +56,34 @@ class Event:
     what: str
 
 
+@dataclass(frozen=True)
+class Shade:
+    """A time window shaded on every chart (a scenario's fault while applied), named in the
+    legend."""
+
+    start: float  # seconds since the run started
+    end: float
+    label: str
+
+
+# Light tints of colours no series uses (blue, orange, green, red) nor the grid and the marks
+# (grey), one per fault.
+SHADE_COLORS = ("tab:purple", "tab:olive", "tab:cyan", "tab:brown", "tab:pink")
+SHADE_ALPHA = 0.2
+# Characters per legend line: a long fault name wraps instead of squeezing the plot.
+LEGEND_WIDTH = 28
+
+
+@dataclass(frozen=True)
+class Marks:
+    """What every chart marks on its time axis: the things done during the run (events.json),
+    a scenario's faults (shaded) and the boundaries between its phases (thin lines)."""
+
+    events: Sequence[Event] = ()
+    shades: Sequence[Shade] = ()
+    boundaries: Sequence[float] = ()
+
+
 def _thousands(value: float, _position: object) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
 
@@ -64,7 +96,29 @@ class Threshold:
     label: str
 
 
-def _draw(path: Path, title: str, y_label: str, lines: list[Line], events: list[Event],
+def _mark(axes: Axes, marks: Marks, x_max: float) -> None:
+    """The marks every chart shares: faults shaded (under the lines), phase boundaries, events
+    numbered."""
+    for number, shade in enumerate(marks.shades):
+        # Cut to the run: a fault outside it has nothing to shade and no legend entry.
+        start, end = max(shade.start, 0), min(shade.end, x_max)
+        if start < end:
+            axes.axvspan(start, end, color=SHADE_COLORS[number % len(SHADE_COLORS)],
+                         alpha=SHADE_ALPHA, linewidth=0,
+                         label=textwrap.fill(shade.label, LEGEND_WIDTH))
+    for boundary in marks.boundaries:
+        if 0 < boundary < x_max:
+            axes.axvline(boundary, color="grey", linewidth=0.6, alpha=0.6)
+    for number, event in enumerate(marks.events, start=1):
+        # Only the event's number on the chart: the report lists what each number was.
+        axes.axvline(event.seconds, color="grey", linestyle="--", linewidth=1)
+        axes.annotate(str(number), (event.seconds, 1), xycoords=("data", "axes fraction"),
+                      xytext=(0, -3), textcoords="offset points", ha="center", va="top",
+                      fontsize=7, color="dimgrey",
+                      bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "ec": "grey"})
+
+
+def _draw(path: Path, title: str, y_label: str, lines: list[Line], marks: Marks,
           x_max: float, *, percent: bool = False, integers: bool = False,
           thresholds: Sequence[Threshold] = ()) -> None:
     figure = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="constrained")
@@ -75,13 +129,7 @@ def _draw(path: Path, title: str, y_label: str, lines: list[Line], events: list[
     for threshold in thresholds:
         axes.axhline(threshold.value, color="black", linestyle=":", linewidth=1,
                      label=threshold.label)
-    for number, event in enumerate(events, start=1):
-        # Only the event's number on the chart: the report lists what each number was.
-        axes.axvline(event.seconds, color="grey", linestyle="--", linewidth=1)
-        axes.annotate(str(number), (event.seconds, 1), xycoords=("data", "axes fraction"),
-                      xytext=(0, -3), textcoords="offset points", ha="center", va="top",
-                      fontsize=7, color="dimgrey",
-                      bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "ec": "grey"})
+    _mark(axes, marks, x_max)
     axes.set_title(title, fontsize=10, loc="left")
     axes.set_xlabel(X_LABEL)
     axes.set_ylabel(y_label)
@@ -94,7 +142,7 @@ def _draw(path: Path, title: str, y_label: str, lines: list[Line], events: list[
         axes.yaxis.set_major_formatter(FuncFormatter(_thousands))
     if integers:
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    if len(lines) + len(thresholds) > 1:
+    if len(lines) + len(thresholds) > 1 or marks.shades:
         # Beside the plot, never over the lines.
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     figure.savefig(path, dpi=DPI)
@@ -105,7 +153,7 @@ def _seconds(timestamps: Sequence[float], t0: float) -> list[float]:
 
 
 def draw_locust(history: History, t0: float, x_max: float, out: Path,
-                events: list[Event]) -> list[Chart]:
+                marks: Marks) -> list[Chart]:
     """Four charts from locust_stats_history.csv (Aggregated rows, Locust's 10 s window)."""
     x = _seconds(history.timestamps, t0)
     charts = [
@@ -135,7 +183,7 @@ def draw_locust(history: History, t0: float, x_max: float, out: Path,
          "users", [Line("users", x, history.users)], {"integers": True}),
     ]
     for chart, y_label, lines, options in charts:
-        _draw(out / chart.file, chart.title, y_label, lines, events, x_max, **options)
+        _draw(out / chart.file, chart.title, y_label, lines, marks, x_max, **options)
     return [replace(chart, series=tuple(line.label for line in lines))
             for chart, _, lines, _ in charts]
 
@@ -173,7 +221,7 @@ PROMETHEUS_CHARTS = {
 
 
 def draw_prometheus(data: PrometheusData, t0: float, x_max: float, out: Path,
-                    events: list[Event]) -> list[Chart]:
+                    marks: Marks) -> list[Chart]:
     drawn = []
     for key, (chart, y_label, scale, options) in PROMETHEUS_CHARTS.items():
         series = data.charts.get(key)
@@ -182,7 +230,7 @@ def draw_prometheus(data: PrometheusData, t0: float, x_max: float, out: Path,
         lines = [Line(s.label, _seconds(s.timestamps, t0),
                       [v * scale if not math.isnan(v) else v for v in s.values])
                  for s in series]
-        _draw(out / chart.file, chart.title, y_label, lines, events, x_max, **options)
+        _draw(out / chart.file, chart.title, y_label, lines, marks, x_max, **options)
         drawn.append(replace(chart, series=tuple(line.label for line in lines)))
     return drawn
 
@@ -191,7 +239,7 @@ SLO_CHART_FILE = "slo_burn_rate.png"
 
 
 def draw_slo(data: SloData, t0: float, x_max: float, out: Path,
-             events: list[Event]) -> list[Chart]:
+             marks: Marks) -> list[Chart]:
     """Each objective's burn rate over the run (slo:burn_rate:rate<window>), and the threshold
     above which the fastest burn-rate alert fires."""
     if not data.burn_rate:
@@ -207,6 +255,6 @@ def draw_slo(data: SloData, t0: float, x_max: float, out: Path,
         "SLO")
     lines = [Line(s.label, _seconds(s.timestamps, t0), s.values) for s in data.burn_rate]
     threshold = Threshold(pair.burn_rate, f"{data.chart_alert.alert} ({pair.burn_rate:g}x)")
-    _draw(out / chart.file, chart.title, "burn rate (x the allowed pace)", lines, events,
+    _draw(out / chart.file, chart.title, "burn rate (x the allowed pace)", lines, marks,
           x_max, thresholds=[threshold])
     return [replace(chart, series=tuple(line.label for line in lines))]

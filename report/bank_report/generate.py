@@ -6,8 +6,10 @@ RUN_DIR is what a load run (python -m bank_loadtest) writes (locust_stats.csv,
 locust_stats_history.csv, locust_failures.csv, locust_request_ids.json, run.json,
 invariants.json); the compose
 stack's headless run (CSV files only) works too, with less to say. Optional extras in
-RUN_DIR: machine.json (the machine, as recorded when the run started) and events.json
-(things done during the run, such as turning the fault switch on, marked on every chart).
+RUN_DIR: machine.json (the machine, as recorded when the run started), events.json
+(things done during the run, such as turning the fault switch on, marked on every chart) and
+scenario.json (the scenario the run played, python -m bank_scenarios run NAME: its story,
+timeline and expected signals get a section, its faults are shaded on every chart).
 
 With --prometheus, the charts of the server's side (latency, status classes, DB pool, CPU,
 memory), the alerts and the service level objectives of slos.yml (slo_data.py: each one's SLI
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from bank_report import charts, locust_data, machine, prometheus_data, slo_data
+from bank_report import charts, locust_data, machine, prometheus_data, scenario_data, slo_data
 from bankops.slo import spec as slo_spec
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -75,6 +77,23 @@ def times(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.2f}x"
 
 
+def secs(value: float | None) -> str:
+    """Seconds to a tenth: a scenario played fast has phases of a few seconds."""
+    return "–" if value is None else f"{value:,.1f}".removesuffix(".0")
+
+
+def speed(value: float) -> str:
+    return f"{value:g}x"
+
+
+def signal_status(status: str) -> str:
+    return scenario_data.STATUSES[status][0]
+
+
+def signal_class(status: str) -> str:
+    return scenario_data.STATUSES[status][1]
+
+
 def size(value: int | None) -> str:
     return "n/a" if value is None else f"{value / 2**30:.1f} GiB"
 
@@ -112,6 +131,21 @@ def _window(run: dict, history: locust_data.History | None) -> tuple[float, floa
 def _events(run_dir: Path, t0: float) -> list[charts.Event]:
     return [charts.Event(_epoch(e["at"]) - t0, e["what"])
             for e in _json(run_dir / "events.json") or []]
+
+
+def _marks(events: list[charts.Event], scenario: scenario_data.Scenario | None,
+           t0: float, end: float) -> charts.Marks:
+    """The marks of every chart: the events, and the scenario's faults and phase boundaries. A
+    fault with no recorded end lasted until the scenario's end, else the run's."""
+    if scenario is None:
+        return charts.Marks(events)
+    last = scenario.ended_at or end
+    shades = [charts.Shade(f.start - t0, (f.end or last) - t0,
+                           scenario_data.fault_label(scenario, f))
+              for f in scenario.faults if f.start is not None]
+    boundaries = sorted({t - t0 for p in scenario.phases for t in (p.start, p.end)
+                         if t is not None})
+    return charts.Marks(events, shades, boundaries)
 
 
 def _row(row: locust_data.StatsRow) -> dict:
@@ -241,29 +275,34 @@ def build(run_dir: Path, out: Path, prometheus_url: str | None) -> dict:
     run = _json(run_dir / "run.json") or {}
     start, end = _window(run, history)
     events = _events(run_dir, start)
+    scenario = scenario_data.read(run_dir / scenario_data.FILE)
+    marks = _marks(events, scenario, start, end)
 
     recorded_machine = _json(run_dir / "machine.json")
     for stale in ALL_CHART_FILES:  # a chart missing this time must not linger from the last
         (out / stale).unlink(missing_ok=True)
-    drawn = charts.draw_locust(history, start, end - start, out, events) if history else []
+    drawn = charts.draw_locust(history, start, end - start, out, marks) if history else []
 
     prometheus = slo = None
     if prometheus_url:
         prometheus = prometheus_data.collect(prometheus_url, start, end)
-        drawn += charts.draw_prometheus(prometheus, start, end - start, out, events)
+        drawn += charts.draw_prometheus(prometheus, start, end - start, out, marks)
     if prometheus and prometheus.reachable:
         slo = slo_data.collect(prometheus_url, slo_spec.load(), start, end)
         prometheus.query_errors |= slo.query_errors
-        drawn += charts.draw_slo(slo, start, end - start, out, events)
+        drawn += charts.draw_slo(slo, start, end - start, out, marks)
 
     total = next(r for r in stats if r.is_total)
     fired = [a for a in prometheus.alerts if a.fired] if prometheus else []
+    # Only when the run played a scenario: without one, summary.json is as it always was.
+    played = {} if scenario is None else {"scenario": scenario_data.section(scenario, start)}
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "run_folder": run_dir.name,
         "window": {"start": datetime.fromtimestamp(start, UTC).isoformat(timespec="seconds"),
                    "end": datetime.fromtimestamp(end, UTC).isoformat(timespec="seconds"),
                    "seconds": round(end - start)},
+        **played,
         "rows": [_row(r) for r in stats if not r.is_total],
         "total": _row(total),
         "failures": [vars(f) for f in locust_data.read_failures(run_dir / "locust_failures.csv")],
@@ -299,10 +338,13 @@ def render(summary: dict, out: Path) -> None:
                       autoescape=select_autoescape(enabled_extensions=("html.j2",)),
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters |= {"count": count, "ms": ms, "per_second": per_second, "percent": percent,
-                    "fine_percent": fine_percent, "target": target, "times": times, "size": size,
-                    "option": option, "md": md_cell}
-    (out / "index.html").write_text(env.get_template("report.html.j2").render(**summary))
-    (out / "report.md").write_text(env.get_template("report.md.j2").render(**summary))
+                    "fine_percent": fine_percent, "target": target, "times": times,
+                    "secs": secs, "speed": speed, "signal_status": signal_status,
+                    "signal_class": signal_class, "size": size, "option": option,
+                    "md": md_cell}
+    shown = {"scenario": None} | summary  # the pages' scenario parts test for None
+    (out / "index.html").write_text(env.get_template("report.html.j2").render(**shown))
+    (out / "report.md").write_text(env.get_template("report.md.j2").render(**shown))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
@@ -327,7 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run_dir / "locust_stats.csv").exists():
         print(f"{args.run_dir} has no locust_stats.csv: not a load run's folder", file=sys.stderr)
         return 1
-    out = generate(args.run_dir, args.out, args.prometheus)
+    try:
+        out = generate(args.run_dir, args.out, args.prometheus)
+    except scenario_data.ScenarioFileError as exc:
+        print(f"cannot make the report: {exc}", file=sys.stderr)
+        return 1
     print(f"report: {out / 'index.html'} (and report.md)")
     return 0
 

@@ -148,7 +148,8 @@ class IdempotencyKey(Base):
 
 class FaultInjection(Base):
     """The demo fault switch (PUT /admin/faults): added latency and a rate of 500 answers on
-    chosen routes. A single row, read by every worker of every replica."""
+    chosen routes and methods, until an optional deadline. A single row, read by every worker
+    of every replica."""
 
     __tablename__ = "fault_injection"
     __table_args__ = (
@@ -162,4 +163,8 @@ class FaultInjection(Base):
     error_rate: Mapped[float] = mapped_column(Double, server_default="0")
     # Route templates such as /accounts/{account_id}; empty means every route.
     routes: Mapped[list[str]] = mapped_column(ARRAY(String(200)), server_default="{}")
+    # HTTP methods (GET, POST, ...); empty means every method.
+    methods: Mapped[list[str]] = mapped_column(ARRAY(String(10)), server_default="{}")
+    # Past this the switch reads as off (services/faults.py); NULL: until turned off.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -194,7 +194,8 @@ class Problem(BaseModel):
 class FaultSettings(RequestModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"latency_ms": 300, "error_rate": 0.2, "routes": ["/transfers"]}]
+            "examples": [{"latency_ms": 300, "error_rate": 0.2, "routes": ["/transfers"],
+                          "methods": ["POST"], "duration_s": 120}]
         }
     )
     latency_ms: int = Field(default=0, ge=0, le=30_000, description="Added to each request")
@@ -204,6 +205,24 @@ class FaultSettings(RequestModel):
         default_factory=list, max_length=10,
         description="Route templates such as /accounts/{account_id}; empty means every route",
     )
+    methods: list[Literal["GET", "POST", "PUT", "PATCH", "DELETE"]] = Field(
+        default_factory=list, max_length=5,
+        description="HTTP methods; empty means every method",
+    )
+    duration_s: int | None = Field(
+        default=None, ge=1, le=86_400,
+        description="Seconds until the switch turns itself off; unset: until DELETE",
+    )
+
+
+class FaultState(BaseModel):
+    """The fault switch as it is in force now."""
+
+    latency_ms: int
+    error_rate: float
+    routes: list[str]
+    methods: list[str]
+    expires_at: datetime | None = Field(description="When it turns itself off; null: never")
 
 
 class Health(BaseModel):

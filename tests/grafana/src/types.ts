@@ -9,6 +9,8 @@
  * (a logs panel draws no numbers: it has no unit).
  */
 import type {
+  AnnotationQuery,
+  Dashboard,
   DataQuery,
   DataSourceRef,
   FieldConfig,
@@ -142,3 +144,30 @@ export type TextPanel = Omit<Json<Panel>, 'type' | 'options' | 'targets' | 'data
 
 /** A row; its nested panels (when collapsed) are checked one by one like top-level panels. */
 export type Row = Omit<RowPanel, 'type' | 'panels'> & { type: 'row'; panels: Panel[] };
+
+/**
+ * A dashboard as the schema has it, except its annotations: an annotation's fields depend on
+ * its datasource, which the schema's AnnotationQuery does not model (Grafana's own
+ * AnnotationQuery in @grafana/data accepts any field). Each annotation is checked on its own
+ * against its datasource's type below (generate.mjs), as the panels are.
+ */
+export type DashboardJson = Omit<Json<Dashboard>, 'annotations'> & {
+  annotations?: { list?: Array<Json<AnnotationQuery> & Record<string, unknown>> };
+};
+
+/**
+ * An annotation on the Prometheus datasource: the schema's common fields and those Grafana's
+ * Prometheus plugin reads (AnnotationQueryEditor.tsx, annotations.ts): the PromQL `expr` and its
+ * minimum `step` (moved into `target` as the dashboard loads), and how each series becomes
+ * events: `titleFormat` and `textFormat` (legend templates, {{label}}), `tagKeys` (label names,
+ * comma-separated), `useValueForTime`.
+ */
+export type PrometheusAnnotation = Omit<Json<AnnotationQuery>, 'datasource' | 'target'> & {
+  datasource: PinnedDataSource & { type: 'prometheus' };
+  expr: string;
+  step?: string;
+  titleFormat: string;
+  textFormat?: string;
+  tagKeys?: string;
+  useValueForTime?: boolean;
+};

@@ -69,7 +69,7 @@ class FaultSwitch:
         """Apply the switch to a request of a route it may apply to (api/paths.py): its added
         latency, then the 500 to answer when this request draws one (None: go on)."""
         faults = await self.get(scope["app"].state.engine)
-        if not faults.active or route is None or not faults.applies_to(route):
+        if not faults.active or route is None or not faults.applies_to(route, scope["method"]):
             return None
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)

@@ -12,12 +12,15 @@ import logging
 log = logging.getLogger("bank_api.events")
 
 
-def fault_switch_changed(latency_ms: int, error_rate: float, routes: list[str]) -> None:
+def fault_switch_changed(latency_ms: int, error_rate: float, routes: list[str],
+                         methods: list[str], duration_s: int | None) -> None:
     state = "on" if latency_ms or error_rate else "off"
-    log.warning("fault switch %s: +%d ms, %.0f %% errors, routes %s", state, latency_ms,
-                error_rate * 100, routes or "all",
+    log.warning("fault switch %s: +%d ms, %.0f %% errors, routes %s, methods %s, for %s",
+                state, latency_ms, error_rate * 100, routes or "all", methods or "all",
+                f"{duration_s} s" if duration_s is not None else "ever",
                 extra={"event": "fault_switch_changed", "latency_ms": latency_ms,
-                       "error_rate": error_rate, "routes": routes})
+                       "error_rate": error_rate, "routes": routes, "methods": methods,
+                       "duration_s": duration_s})
 
 
 def database_unavailable(error: str) -> None:
