@@ -254,6 +254,7 @@ def test_prometheus_runs_the_repo_config_with_only_addresses_changed(stack: Nati
         "bank-api": [f"127.0.0.1:{ports.api}"],
         "postgres-exporter": [f"127.0.0.1:{ports.postgres_exporter}"],
         "locust": [f"127.0.0.1:{ports.locust}"],
+        "scenarios": [f"127.0.0.1:{ports.scenarios}"],
     }
 
 

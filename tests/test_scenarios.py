@@ -86,8 +86,8 @@ def test_phases_and_load_steps_follow_the_faults_and_the_speed() -> None:
     assert [name for name, _, _ in spike.phases(1)] == ["baseline", "payday spike", "recovery"]
     assert spike.phases(3)[1][1:] == (20.0, 50.0)
     assert spike.load_steps(3) == [{"at": 0.0, "users": 10, "spawn_rate": 5.0},
-                                   {"at": 20.0, "users": 600, "spawn_rate": 150.0},
-                                   {"at": 50.0, "users": 10, "spawn_rate": 150.0}]
+                                   {"at": 20.0, "users": 1500, "spawn_rate": 300.0},
+                                   {"at": 50.0, "users": 10, "spawn_rate": 300.0}]
     overlapping = catalogue.load("missing-index").phases(1)
     assert [n for n, _, _ in overlapping] == [
         "baseline", "index dropped", "index dropped + accounts imported", "index dropped",
@@ -220,7 +220,8 @@ def fault(scenario: str, kind: str) -> catalogue.Fault:
 
 
 def test_a_held_lock_blocks_writes_until_its_deadline(targets, database_url) -> None:
-    thread = holding(mechanisms.applied(targets, "t", fault("lock-held", "table_lock"), 2))
+    # Deadlines of a few seconds: long enough for the checks on a busy machine.
+    thread = holding(mechanisms.applied(targets, "t", fault("lock-held", "table_lock"), 4))
     assert eventually(lambda: lock_holder(database_url) == "bank-scenario:t:table_lock")
     assert not can_write_ledger(database_url)
     thread.join(timeout=10)
@@ -239,7 +240,7 @@ def test_a_dropped_index_is_rebuilt_at_once_when_stopped_early(targets, database
 def test_a_closed_database_reopens_at_its_deadline(targets, database_url) -> None:
     kept = create_engine(database_url).connect()  # an open session: it is ended too
     thread = holding(mechanisms.applied(
-        targets, "t", fault("connections-refused", "connections_refused"), 2))
+        targets, "t", fault("connections-refused", "connections_refused"), 5))
     assert eventually(lambda: not can_connect(database_url))
     with pytest.raises(OperationalError, match="not currently accepting connections"):
         create_engine(database_url).connect()

@@ -78,3 +78,13 @@ def test_scenario_end_to_end(stack: NativeStack, tmp_path: Path, name: str) -> N
     html = (run_dir / "report" / "index.html").read_text()
     assert document["title"] in html and all(f["name"] in html for f in document["faults"])
     assert done.returncode == 0, done.stderr
+
+
+def test_the_stack_starts_again_on_its_own_work_dir(stack: NativeStack) -> None:
+    """A second `make stack` on the same folder (last, it stops the module's stack): the
+    logins already exist and require their passwords by then."""
+    stack.stop()
+    with NativeStack(stack.work_dir, ports=stack.ports) as again:
+        assert httpx.get(f"{again.api_url}/health/ready", timeout=10).status_code == 200
+        names = httpx.get(f"{again.scenarios_url}/scenarios", timeout=10).json()["scenarios"]
+        assert [s["name"] for s in names] == catalogue.names()

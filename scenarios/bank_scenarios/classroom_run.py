@@ -42,9 +42,9 @@ def _settle(watch: signals.AlertWatch, run: dict, scenario: Scenario) -> None:
         time.sleep(1)
 
 
-def _faults_gone(targets_check_url: str) -> list[str]:
-    """What the scenario service reports as not undone."""
-    run = signals.get_json(f"{targets_check_url}/runs/current")
+def _not_undone(service_url: str) -> list[str]:
+    """The faults the scenario service reports as not undone."""
+    run = signals.get_json(f"{service_url}/runs/current")
     return [f"{f['name']}: {f['state']}" for f in run["faults"]
             if f["state"] not in ("undone",)]
 
@@ -88,6 +88,15 @@ def _check_service(service_url: str, scenario: Scenario) -> None:
                          "start the stack first (`make stack`), or give --service-url") from None
 
 
+def _wait_for_start(narrator: Narrator, locust_url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while narrator.run is None:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"Locust at {locust_url} started no scenario within {timeout:.0f} "
+                             "s: its log says why (scenario refused: ...)")
+        time.sleep(1)
+
+
 def main(scenario: Scenario, args: argparse.Namespace) -> int:
     _check_service(args.service_url, scenario)
     narrator = Narrator(scenario, args.service_url).start()
@@ -98,13 +107,17 @@ def main(scenario: Scenario, args: argparse.Namespace) -> int:
         if locust_url:
             _swarm(locust_url, scenario, args.speed)
             run_dir = None
-            while narrator.run is None or narrator.run["state"] == "running":
+            _wait_for_start(narrator, locust_url)
+            while narrator.run["state"] == "running":
                 time.sleep(1)
         else:
             try:
                 run_dir = _load_run(scenario, args, narrator)
             except (RuntimeError, ValueError) as exc:  # the API or Locust refused to start
                 raise SystemExit(f"the load run did not start: {exc}") from None
+            if narrator.run is None:  # Locust ran, but the service refused the scenario
+                problems = json.loads((run_dir / "run.json").read_text())["verdict"]
+                raise SystemExit(f"the scenario did not start: {problems['problems']}")
         run = signals.get_json(f"{args.service_url.rstrip('/')}/runs/current")
         narrator.run = run
         narrator.say("load over; waiting for the alerts to resolve")
@@ -118,7 +131,7 @@ def main(scenario: Scenario, args: argparse.Namespace) -> int:
                               api_log=None if locust_url else stack / "api.log")
     results = signals.check_after(scenario, run, sources, seen)
     _print_results(narrator, results)
-    leftovers = _faults_gone(args.service_url.rstrip("/"))
+    leftovers = _not_undone(args.service_url.rstrip("/"))
     if run_dir is None:
         return 0 if all(r["passed"] for r in results) and not leftovers else 1
     document = _write(run_dir, scenario, run, results)

@@ -140,8 +140,12 @@ class Targets:
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Authorization": f"Bearer {self.admin_token}",
                      "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:  # say what the API said
+            raise RuntimeError(f"{method} /admin/faults: {exc.code} {exc.read()[:300]!r}") \
+                from None
 
     def heal(self) -> list[str]:
         """Undo whatever a fault may have left behind if its statement itself was killed

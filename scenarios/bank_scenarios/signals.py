@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,14 +144,18 @@ class AlertWatch:
 # ---------------------------------------------------------------- spans, logs, metrics
 
 
-def _spans(path: Path) -> list[dict]:
+def _spans(path: Path, start: float, end: float) -> list[dict]:
+    """The spans that began between start and end (unix seconds), read in one pass: the
+    file holds every span since the stack started."""
     spans = []
     with path.open(encoding="utf-8") as lines:
         for line in lines:
             try:
-                spans.append(json.loads(line))
+                span = json.loads(line)
             except ValueError:
                 continue  # a line being written
+            if start <= span.get("start_ns", 0) / 1e9 <= end:
+                spans.append(span)
     return spans
 
 
@@ -180,7 +184,8 @@ def find_span(path: Path, signal: Signal, start: float, end: float,
     if not path.exists():
         seen.checked, seen.detail = False, f"no traces at {path}"
         return seen
-    every = _spans(path)
+    earliest = min(start, baseline[0]) if baseline else start
+    every = _spans(path, earliest, end)
     # A SQL span's route is its request's: server spans by (trace, span id).
     routes = {(s["trace_id"], s["span_id"]): s["attributes"].get("http.route", "")
               for s in every if s["kind"] == "SPAN_KIND_SERVER"}
@@ -297,7 +302,8 @@ def find_exemplar(prometheus_url: str, signal: Signal, start: float, end: float,
     exemplars = sorted((float(e["timestamp"]), float(e["value"]), e["labels"].get("trace_id"))
                        for series in result["data"] for e in series["exemplars"]
                        if float(e["value"]) >= signal.match.get("min_value", 0))
-    stored = {s["trace_id"] for s in _spans(traces)} if traces and traces.exists() else None
+    stored = ({s["trace_id"] for s in _spans(traces, start, end)}
+              if traces and traces.exists() else None)
     for at, value, trace_id in exemplars:
         if stored is None or trace_id in stored:
             seen.seen_at = at
@@ -315,7 +321,6 @@ class Sources:
     prometheus_url: str
     traces: Path | None = None  # the native stack's logs/traces.jsonl
     api_log: Path | None = None  # the native stack's logs/api.log
-    extra: dict = field(default_factory=dict)
 
 
 def check_after(scenario: Scenario, run: dict, sources: Sources, alerts: list[Seen],
