@@ -15,19 +15,19 @@ from collections.abc import Callable
 from typing import TextIO
 
 from bank_scenarios.catalogue import Scenario
+from bank_scenarios.polling import Poller
 from bank_scenarios.signals import Seen, alert_label, get_json
 
 
-class Narrator:
+class Narrator(Poller):
     def __init__(self, scenario: Scenario, service_url: str, out: TextIO = sys.stdout) -> None:
+        super().__init__("narration")
         self.scenario, self.service_url, self.out = scenario, service_url.rstrip("/"), out
         self.run: dict | None = None  # the service's last answer about the run
         self.started_at: float | None = None
         self._phase: str | None = None
         self._announced: set[str] = set()  # faults whose start was said
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="narration", daemon=True)
 
     def say(self, text: str, at: float | None = None) -> None:
         at = time.time() if at is None else at
@@ -39,23 +39,16 @@ class Narrator:
         self.say(f"{self.scenario.name}: {self.scenario.title}")
         for line in self.scenario.story.splitlines():
             self.say(f"  {line}")
-        self._thread.start()
-        return self
+        return super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                run = get_json(f"{self.service_url}/runs/current", timeout=3)
-            except OSError:
-                run = None
-            if run and run.get("scenario") == self.scenario.name and (
-                    self.run is not None or run["state"] == "running"):
-                self._follow(run)
-            self._stop.wait(1.0)
+    def poll(self) -> None:
+        try:
+            run = get_json(f"{self.service_url}/runs/current", timeout=3)
+        except OSError:
+            return
+        if run.get("scenario") == self.scenario.name and (
+                self.run is not None or run["state"] == "running"):
+            self._follow(run)
 
     def _follow(self, run: dict) -> None:
         if self.started_at is None:

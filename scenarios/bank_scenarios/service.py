@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from bank_api.api.problems import PROBLEM_JSON, problem_body
 from bank_scenarios import catalogue, mechanisms
 from bank_scenarios.conductor import Busy, Conductor
 from bank_scenarios.metrics import registry
@@ -37,9 +38,9 @@ class RunRequest(BaseModel):
 
 
 def problem(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"type": "about:blank", "status": status, "code": code,
-                         "title": code.replace("_", " ").capitalize(), "detail": detail},
-                        status_code=status, media_type="application/problem+json")
+    """The API's own problem shape (bank_api.api.problems), titled from the code."""
+    return JSONResponse(problem_body(status, code, code.replace("_", " ").capitalize(), detail),
+                        status_code=status, media_type=PROBLEM_JSON)
 
 
 router = APIRouter()

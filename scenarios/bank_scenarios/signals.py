@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import json
 import statistics
-import threading
 import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bank_scenarios.catalogue import Scenario, Signal
+from bank_scenarios.polling import Poller
 
 
 def get_json(url: str, timeout: float = 5) -> Any:
@@ -88,26 +89,16 @@ def _matches_alert(alert: dict, signal: Signal) -> bool:
             and all(labels.get(k) == v for k, v in signal.match.get("labels", {}).items()))
 
 
-class AlertWatch:
+class AlertWatch(Poller):
     """Polls Alertmanager's alerts every second and records, per alert signal, when it
     arrived and when it left."""
 
     def __init__(self, alertmanager_url: str, signals: list[Seen],
                  on_change: Any = None) -> None:
+        super().__init__("alert watch")
         self.url = f"{alertmanager_url.rstrip('/')}/api/v2/alerts"
         self.seen = [s for s in signals if s.signal.kind == "alert"]
         self.on_change = on_change or (lambda seen, state: None)
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="alert watch", daemon=True)
-
-    def start(self) -> AlertWatch:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
     def settled(self) -> bool:
         """Every alert seen has left again."""
@@ -116,9 +107,10 @@ class AlertWatch:
     def poll(self) -> None:
         try:
             alerts = get_json(self.url)
-            self.error = None
-        except OSError as exc:
-            self.error = f"Alertmanager at {self.url} does not answer: {exc}"
+        except OSError as exc:  # said in the results of the alerts not seen by then
+            for seen in self.seen:
+                if seen.seen_at is None:
+                    seen.detail = f"Alertmanager at {self.url} did not answer: {exc}"
             return
         now = time.time()
         for seen in self.seen:
@@ -135,10 +127,6 @@ class AlertWatch:
                 seen.resolved_at = now
                 self.on_change(seen, "resolved")
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.poll()
-            self._stop.wait(1.0)
 
 
 # ---------------------------------------------------------------- spans, logs, metrics
@@ -154,7 +142,7 @@ def _spans(path: Path, start: float, end: float) -> list[dict]:
                 span = json.loads(line)
             except ValueError:
                 continue  # a line being written
-            if start <= span.get("start_ns", 0) / 1e9 <= end:
+            if _within(span, start, end):
                 spans.append(span)
     return spans
 
@@ -220,8 +208,6 @@ def _within(span: dict, start: float, end: float) -> bool:
 
 
 def _timestamp(line: dict) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(line["timestamp"]).timestamp()
 
 
