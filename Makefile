@@ -13,7 +13,7 @@ VENV := .venv
 API_VENV := .data/api-venv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run stack check test lint bench setup system-tools report-sample clean
+.PHONY: run stack check test lint bench setup venv system-tools report-sample clean
 
 run: $(VENV)/.synced
 	$(VENV)/bin/bank-api
@@ -28,7 +28,8 @@ check: $(VENV)/.synced system-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -m "not slow" -q
 
-# Before pushing (and in CI, .ci/run): lint, then every test; about ten minutes.
+# Before pushing (and in CI, .ci/run): lint, then every test; about 35 minutes (the live
+# stacks, load runs and classroom scenarios take most of it).
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
@@ -37,6 +38,10 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
 
 setup: $(VENV)/.synced $(API_VENV)/.synced system-tools
+
+# The project's Python environment alone (no root needed): the `bank` command, the load runner
+# and the report, e.g. beside a compose stack.
+venv: $(VENV)/.synced
 
 # uv itself, pinned, in a small venv of its own.
 $(UV):

@@ -10,7 +10,8 @@
   127.0.0.1; Locust workers can be scaled;
 - the logs and traces services (Loki, Tempo, Alloy, the Docker socket proxy): their configs
   mounted read-only from the repository, data on named volumes, healthchecks that their
-  images can run, nothing published, the Docker socket only in the proxy, read-only and
+  images can run, only Loki's and Tempo's query APIs published (for `bank trace`), never an
+  OTLP receiver, Alloy or the proxy, the Docker socket only in the proxy, read-only and
   narrowed to the calls Alloy makes, the API one worker (exemplars) sending OTLP to Alloy
   (tests/test_datasources.py checks the config files themselves and Grafana's links);
 - api/Dockerfile passes hadolint and installs and starts through api/install.sh and
@@ -19,7 +20,8 @@
   variable has env.example's value as its default, and the secrets are generated on the first
   start by bankops/stack/stack_secrets.py (standard library only: compose runs it in a stock
   python image), which is run here as the service runs it; every secret is read as a file;
-- published ports listen on 127.0.0.1 unless BIND_ADDRESS says otherwise;
+- published ports listen on 127.0.0.1 unless BIND_ADDRESS says otherwise (Loki's and Tempo's
+  always on 127.0.0.1);
 - docker/postgres-init/10-bank-reader.sh, run against a real (embedded) PostgreSQL, creates a
   login that reads the four business tables and nothing else (slow: it starts PostgreSQL).
 """
@@ -63,9 +65,12 @@ VENV_BIN = Path(sys.executable).parent
 SECRETS = ("POSTGRES_PASSWORD", "BANK_READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "ADMIN_TOKEN")
 # Values that must never reach a running service (the issue's list and the generator's own).
 PLACEHOLDERS = ("change-me", "changeme", "changethis", "password")
-# Host ports a user opens in a browser or with curl (container port -> service).
+# Host ports a user opens in a browser or with curl, or `bank trace` reads (Loki's and
+# Tempo's query APIs) (container port -> service).
 USER_PORTS = {8000: "api", 3000: "grafana", 9090: "prometheus", 8089: "locust-master",
-              9093: "alertmanager"}
+              9093: "alertmanager", 3100: "loki", 3200: "tempo"}
+# Published on 127.0.0.1 whatever BIND_ADDRESS says: read by `bank trace` on this computer.
+LOOPBACK_ONLY = ("loki", "tempo")
 # What each image listens on unless its command says otherwise.
 IMAGE_LISTEN_PORTS = {
     "postgres": {5432},
@@ -286,8 +291,11 @@ def test_published_ports_listen_on_loopback_unless_bind_address_says(tmp_path: P
     proc = run_compose(write_env(tmp_path / "open.env", values), "config", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     opened = json.loads(proc.stdout)["services"]
-    assert {port.get("host_ip") for service in opened.values()
+    assert {port.get("host_ip") for name, service in opened.items() if name not in LOOPBACK_ONLY
             for port in service.get("ports", [])} == {"0.0.0.0"}
+    # Loki also takes log pushes: nobody else may write the class's logs.
+    assert {port.get("host_ip") for name in LOOPBACK_ONLY
+            for port in opened[name]["ports"]} == {"127.0.0.1"}
 
 
 def test_compose_spec_json_schema_accepts_the_file() -> None:
@@ -998,9 +1006,13 @@ def test_alloy_healthcheck_asks_its_ready_endpoint_with_bash() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_nothing_of_the_logs_and_traces_stack_is_published() -> None:
-    """Grafana is their UI; Loki, Tempo and Alloy are reached on the compose network."""
-    for name in ("loki", "tempo", "alloy", "socket-proxy"):
+def test_only_the_query_apis_of_the_logs_and_traces_stack_are_published() -> None:
+    """Grafana is their UI; `bank trace` reads Loki's and Tempo's query APIs from the host.
+    The OTLP receivers (Tempo's, Alloy's), Alloy and the proxy are reached on the compose
+    network only."""
+    for name, query_port in (("loki", 3100), ("tempo", 3200)):
+        assert [p["target"] for p in services()[name]["ports"]] == [query_port], name
+    for name in ("alloy", "socket-proxy"):
         assert not services()[name].get("ports"), f"{name} publishes a port"
 
 

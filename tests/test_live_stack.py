@@ -30,12 +30,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
@@ -315,16 +317,40 @@ def test_dashboard_query_returns_data(load_run: LoadRun, query: tuple[str, str, 
 def test_latency_exemplars_lead_to_traces_the_api_exported_and_logged(
         load_run: LoadRun, stack: NativeStack):
     """Prometheus (exemplar storage on, as in compose) stored the API's exemplars; each is the
-    id of a trace whose spans reached the trace receiver and whose log lines carry it."""
+    id of a trace whose spans reached the trace receiver and whose log lines carry it. The
+    stack's Tempo and Loki look-ups (what `bank trace` reads) answer for one of them."""
     assert EXEMPLAR_QUERIES
-    exported = set(stack.traces.traces())
+    exported = stack.traces.traces()
     lines = (stack.log_dir / "api.log").read_text().splitlines()
-    logged = {record["trace_id"] for record in map(json.loads, filter(str.strip, lines))
-              if "trace_id" in record}
+    records = {record["trace_id"]: record for record in map(json.loads, filter(str.strip, lines))
+               if "trace_id" in record}
     for expr, trace_ids in load_run.exemplars.items():
         assert trace_ids, f"no exemplar for {expr}"
-        assert trace_ids <= exported, f"exemplars of traces never exported: {expr}"
-        assert trace_ids <= logged, f"exemplars of traces never logged: {expr}"
+        assert trace_ids <= set(exported), f"exemplars of traces never exported: {expr}"
+        assert trace_ids <= set(records), f"exemplars of traces never logged: {expr}"
+    trace_id = min(next(iter(load_run.exemplars.values())))
+    assert_looked_up(stack, records[trace_id], exported[trace_id])
+
+
+def assert_looked_up(stack: NativeStack, record: dict, spans: list) -> None:
+    """Tempo's trace by id gives the trace's spans, Loki's query_range the request's line."""
+    trace_id = record["trace_id"]
+    answer = httpx.get(f"{stack.tempo_url}/api/traces/{trace_id}",
+                       headers={"Accept": "application/protobuf"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    returned = {span.span_id.hex() for batch in TracesData.FromString(answer.content).resource_spans
+                for scope in batch.scope_spans for span in scope.spans}
+    assert returned == {span.span_id for span in spans}
+
+    at = datetime.fromisoformat(record["timestamp"])
+    start = int(at.timestamp()) * 10**9  # the whole second around the line
+    answer = httpx.get(f"{stack.loki_url}/loki/api/v1/query_range", timeout=10, params={
+        "query": f'{{service="api"}} |= "{record["request_id"]}"',
+        "start": start, "end": start + 2 * 10**9, "direction": "forward"})
+    assert answer.status_code == 200, answer.text
+    [stream] = answer.json()["data"]["result"]
+    lines = [json.loads(line) for _, line in stream["values"]]
+    assert record in lines, lines
 
 
 def test_dashboard_variables_have_values(load_run: LoadRun):

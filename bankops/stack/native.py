@@ -20,9 +20,13 @@ Started, in this order, each with its log in <work>/logs/<name>.log:
                       runs it: the API's own environment with scenarios/ on PYTHONPATH, the
                       owner's login and the admin token from the secrets folder
   traces              an OTLP/HTTP receiver in this process (bankops/otlp_receiver.py) where
-                      compose has Alloy and Tempo: the API's spans, appended to
-                      <work>/logs/traces.jsonl. The API logs JSON lines, as in compose; Loki,
-                      Tempo, Alloy and Grafana do not run natively.
+                      compose has Alloy and Tempo, on Tempo's port: the API's spans, appended
+                      to <work>/logs/traces.jsonl; it answers Tempo's trace-by-id look-up
+                      (GET /api/traces/ID) from them
+  logs                a log query server in this process (bankops/stack/log_query.py), on
+                      Loki's port: Loki's query_range over the API's JSON lines
+                      (<work>/logs/api.log) for `{service="api"} |= "text"`. Loki, Tempo,
+                      Alloy and Grafana themselves do not run natively.
 
 Locust is not started here. A load run's master serves its web UI and /export/prometheus on
 the Locust port, where Prometheus scrapes it as in compose:
@@ -55,6 +59,7 @@ from sqlalchemy import create_engine, make_url, text
 from bankops.otlp_receiver import OtlpReceiver
 from bankops.processes import LOOPBACK, Service, tail
 from bankops.stack import stack_secrets
+from bankops.stack.log_query import LogQueryServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,6 +83,8 @@ class Ports:
     postgres_exporter: int = 9187
     locust: int = 8089  # the Locust master's web UI, which serves /export/prometheus
     scenarios: int = 8090  # the classroom scenario service
+    tempo: int = 3200  # the trace receiver: OTLP in, Tempo's trace-by-id out
+    loki: int = 3100  # Loki's query_range over the API's log file
 
 
 # Every address prometheus.yml names, as docker-compose service:port, and which native port
@@ -153,6 +160,7 @@ class NativeStack:
         self._embedded_pg_dir: Path | None = None
         self.services: dict[str, Service] = {}
         self.traces: OtlpReceiver | None = None
+        self.logs: LogQueryServer | None = None
 
     # ------------------------------------------------------------------ addresses
 
@@ -184,6 +192,14 @@ class NativeStack:
         return self.url("scenarios")
 
     @property
+    def tempo_url(self) -> str:
+        return self.url("tempo")
+
+    @property
+    def loki_url(self) -> str:
+        return self.url("loki")
+
+    @property
     def prometheus_config_path(self) -> Path:
         return self.work_dir / "prometheus.yml"
 
@@ -210,7 +226,9 @@ class NativeStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         stack_secrets.init(self.secrets_dir, dict(os.environ))
         try:
-            self.traces = OtlpReceiver(jsonl=self.log_dir / "traces.jsonl").start()
+            self.traces = OtlpReceiver(self.ports.tempo,
+                                       jsonl=self.log_dir / "traces.jsonl").start()
+            self.logs = LogQueryServer(self.log_dir / "api.log", self.ports.loki).start()
             self._start_postgres()
             self._migrate()
             self.start_api()
@@ -232,6 +250,9 @@ class NativeStack:
             # This process's handle: the server stops when its last user lets go.
             embedded.stop(self._embedded_pg_dir)
             self._embedded_pg_dir = None
+        if self.logs is not None:
+            self.logs.stop()
+            self.logs = None
         if self.traces is not None:
             self.traces.stop()
             self.traces = None
@@ -465,6 +486,8 @@ class NativeStack:
             ("Alertmanager", self.alertmanager_url, "alerts received from Prometheus"),
             ("postgres-exporter", f"{self.exporter_url}/metrics", ""),
             ("scenarios", self.scenarios_url, "python -m bank_scenarios list | run NAME"),
+            ("Tempo (look-ups)", self.tempo_url, "traces by id, as Tempo answers: bank trace ID"),
+            ("Loki (look-ups)", self.loki_url, "the API's log lines, Loki's query_range"),
             ("Locust", self.locust_url, "during a load run: python -m bank_loadtest "
              f"--host {self.api_url} --web-port {self.ports.locust}"),
             ("PostgreSQL", self.database_url or "", ""),

@@ -6,7 +6,8 @@
    it drives with the stack's admin token, postgres-exporter, Prometheus, Alertmanager) in a
    temporary folder,
    on ports of its own (API 8310, Prometheus 9390, Alertmanager 9393, exporter 9387, Locust
-   8389), so it can run beside `make stack`;
+   8389, scenarios 8390, trace and log look-ups 9320 and 9310), so it can run beside
+   `make stack`;
 2. runs a steady load (bank_loadtest: 20 users, 150 s; the money checked in SQL after
    it), with the fault switch on from 20 s to 120 s: 20 % of the answers of two routes become
    500 fault_injected and take 250 ms longer, long enough for the 5xx and failure-ratio
@@ -37,7 +38,8 @@ from bank_report import generate, machine
 from bankops.stack.native import NativeStack, Ports
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample"  # report/sample/
-PORTS = Ports(api=8310, prometheus=9390, alertmanager=9393, postgres_exporter=9387, locust=8389)
+PORTS = Ports(api=8310, prometheus=9390, alertmanager=9393, postgres_exporter=9387, locust=8389,
+              scenarios=8390, tempo=9320, loki=9310)
 # The run's files the report is made from; Locust's own report.html (1 MB) and logs stay out.
 RUN_FILES = ("locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv",
              "locust_exceptions.csv", "locust_request_ids.json", "run.json", "invariants.json",

@@ -1,0 +1,3 @@
+from bankops.terminal.cli import main
+
+main()
