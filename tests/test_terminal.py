@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -35,8 +36,9 @@ from bankops.otlp_receiver import OtlpReceiver
 from bankops.processes import free_ports
 from bankops.stack.log_query import LogQueryServer
 from bankops.terminal import service_stats, stat_view, trace_view
-from bankops.terminal.backends import Unreachable
+from bankops.terminal.backends import BackendError, Unreachable
 from bankops.terminal.loki import Loki
+from bankops.terminal.prometheus import Prometheus
 from bankops.terminal.request_story import (
     FLUSH_S,
     Lost,
@@ -254,11 +256,20 @@ def test_unreachable_backends_are_named_and_exit_3(backends: Backends):
         (["stat"], {"PROMETHEUS_URL": closed}, "Prometheus"),
         (["trace", "req-terminal"], {"LOKI_URL": closed}, "Loki"),
         (["trace", "f" * 32], {"TEMPO_URL": closed}, "Tempo"),
+        (["trace", "f" * 32], {"LOKI_URL": closed}, "Loki"),  # unknown to Tempo: logs needed
     ]:
         done = bank(*args, env=backends.env | env)
         assert done.returncode == 3, (args, done.stderr)
         assert f"error: {name} is not reachable at {closed} (connection refused)" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_a_server_that_never_answers_is_a_timeout_not_a_hang():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        prometheus = Prometheus(f"http://127.0.0.1:{silent.getsockname()[1]}")
+        prometheus.timeout = 0.5
+        with pytest.raises(BackendError, match=r"did not answer /api/v1/query in 0\.5 s"):
+            prometheus.instant("up", time.time())
 
 
 def test_a_trace_is_shown_when_only_the_logs_are_unreachable(backends: Backends):

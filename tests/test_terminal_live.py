@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -161,6 +162,14 @@ def test_stat_watch_redraws_in_place_on_a_terminal(loaded: NativeStack):
     assert screen.raw.count(b"bank stat") >= 3  # drawn several times...
     assert sum(line.startswith("bank stat") for line in screen.lines) == 1  # ...in one place
     assert "/accounts/{account_id}" in screen.text and "Alerts firing" in screen.text
+    # Into a pipe, one snapshot after another.
+    piped = subprocess.Popen([BANK, "stat", "--watch", "--interval", "1"], env=env(loaded),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(5)
+    piped.send_signal(signal.SIGINT)
+    out, err = piped.communicate(timeout=30)
+    assert piped.returncode == 0, err
+    assert out.count("bank stat ") >= 2 and "\x1b[" not in out
 
 
 # ------------------------------------------------------------------ trace

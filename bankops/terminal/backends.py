@@ -50,8 +50,12 @@ class Backend:
         url = self.url.rstrip("/") + path
         try:
             response = httpx.get(url, params=params, headers=headers, timeout=self.timeout)
+        except httpx.ConnectTimeout:
+            raise Unreachable(self.name, self.url, f"no connection in {self.timeout:g} s") \
+                from None
         except httpx.TimeoutException:
-            raise Unreachable(self.name, self.url, f"no answer in {self.timeout:g} s") from None
+            raise BackendError(f"{self.name} at {self.url} did not answer {path} in "
+                               f"{self.timeout:g} s") from None
         except httpx.TransportError as error:
             raise Unreachable(self.name, self.url, _reason(error)) from None
         if response.status_code >= 400 and response.status_code != 404:

@@ -22,6 +22,19 @@ Exit status: 0 shown; 1 nothing to show (an unknown route or id, a request not t
 trace not in Tempo yet); 2 a bad argument; 3 Prometheus, Tempo or Loki did not answer."""
 
 
+class Duration(click.ParamType):
+    """A Prometheus duration: 30s, 15m, 1h30m."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx) -> str:
+        try:
+            service_stats.seconds(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+        return value
+
+
 def _url_option(name: str, variable: str):
     return click.option(f"--{name}", "url_" + name, envvar=variable, default=DEFAULTS[variable],
                         show_default=True, show_envvar=True, metavar="URL",
@@ -43,12 +56,13 @@ def bank() -> None:
 
 @bank.command(epilog=EXIT_STATUS)
 @click.argument("route", required=False)
-@click.option("--window", default="1m", show_default=True, metavar="DURATION",
+@click.option("--window", default="1m", show_default=True, type=Duration(),
               help="Rate window of every rate and quantile (a Prometheus duration).")
-@click.option("--since", metavar="DURATION",
+@click.option("--since", type=Duration(),
               help="Add a sparkline per row: its history over this long (e.g. 15m, 1h).")
 @click.option("--watch", is_flag=True, help="Refresh in place until Ctrl-C.")
 @click.option("--interval", default=5.0, show_default=True, metavar="SECONDS",
+              type=click.FloatRange(min=0.5),
               help="Seconds between refreshes with --watch (Prometheus scrapes every 5 s).")
 @click.option("--queries", is_flag=True,
               help="Print the PromQL instead of running it, to paste into Prometheus.")
@@ -61,12 +75,6 @@ def stat(route: str | None, window: str, since: str | None, watch: bool, interva
     requests in flight; per scrape target its CPU and memory; the database pool and
     PostgreSQL; the service level objectives' error budget left; the alerts firing."""
     out, err = Console(), Console(stderr=True)
-    for name, value in (("--window", window), ("--since", since)):
-        if value is not None:
-            try:
-                service_stats.seconds(value)
-            except ValueError as error:
-                raise click.BadParameter(str(error), param_hint=name) from None
     if queries:
         _print_queries(out, window, route)
         return
@@ -88,16 +96,25 @@ def stat(route: str | None, window: str, since: str | None, watch: bool, interva
 
 
 def _watch(console: Console, first, view, interval: float) -> None:
-    """Redraw in place; a failed refresh says so in place and the next one tries again."""
+    """Redraw in place on a terminal; into a pipe or a file, one snapshot after another. A
+    failed refresh says so and the next one tries again."""
+
+    def refreshed():
+        try:
+            return view()
+        except (BackendError, service_stats.UnknownRoute) as error:
+            return Text(f"error: {error} (retrying every {interval:g} s)", style="bold red")
+
     try:
-        with Live(first, console=console, auto_refresh=False, screen=False) as live:
+        if not console.is_terminal:
+            console.print(first)
             while True:
                 time.sleep(interval)
-                try:
-                    live.update(view(), refresh=True)
-                except (BackendError, service_stats.UnknownRoute) as error:
-                    live.update(Text(f"error: {error} (retrying every {interval:g} s)",
-                                     style="bold red"), refresh=True)
+                console.print(refreshed())
+        with Live(first, console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(refreshed(), refresh=True)
     except KeyboardInterrupt:
         pass
 
@@ -111,7 +128,7 @@ def _print_queries(console: Console, window: str, route: str | None) -> None:
 
 @bank.command(epilog=EXIT_STATUS)
 @click.argument("request")
-@click.option("--within", default="24h", show_default=True, metavar="DURATION",
+@click.option("--within", default="24h", show_default=True, type=Duration(),
               help="How far back to look for the id in the API's log lines.")
 @_url_option("tempo", "TEMPO_URL")
 @_url_option("loki", "LOKI_URL")
@@ -125,11 +142,8 @@ def trace(request: str, within: str, url_tempo: str, url_loki: str) -> None:
         raise click.BadParameter("an id is 1 to 128 letters, digits or . _ : @ / + = -",
                                  param_hint="REQUEST")
     try:
-        within_s = service_stats.seconds(within)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--within") from None
-    try:
-        story = tell(request, Tempo(url_tempo), Loki(url_loki), within_s=within_s)
+        story = tell(request, Tempo(url_tempo), Loki(url_loki),
+                     within_s=service_stats.seconds(within))
     except StoryError as error:
         if error.lines:
             out.print(trace_view.log_table(error.lines))

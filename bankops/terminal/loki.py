@@ -14,6 +14,7 @@ from bankops.terminal.backends import Backend, BackendError, setting
 
 STREAM = '{service="api"}'
 LIMIT = 1000  # lines per look-up: a request has a handful
+TIMEOUT_S = 60.0  # a line filter over a day of a busy API's lines takes Loki a while
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class LogLine:
 
 class Loki(Backend):
     def __init__(self, url: str | None = None) -> None:
-        super().__init__("Loki", url or setting("LOKI_URL"))
+        super().__init__("Loki", url or setting("LOKI_URL"), TIMEOUT_S)
 
     def lines_with(self, text: str, start_ns: int, end_ns: int) -> list[LogLine]:
         """Lines of the API's stream containing `text`, oldest first."""
@@ -38,8 +39,10 @@ class Loki(Backend):
             "direction": "forward"})
         if body.get("status") != "success":
             raise BackendError(f"Loki refused {query!r}: {body}")
-        lines = [_line(int(ns), raw) for stream in body["data"]["result"]
-                 for ns, raw in stream["values"]]
+        # A value is [time, line], with a third member (its metadata) when Loki is asked to
+        # categorise labels.
+        lines = [_line(int(value[0]), value[1]) for stream in body["data"]["result"]
+                 for value in stream["values"]]
         return sorted(lines, key=lambda line: line.time_ns)
 
 

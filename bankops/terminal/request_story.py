@@ -76,14 +76,13 @@ def tell(asked: str, tempo: Tempo, loki: Loki, *, within_s: float,
          now: float | None = None) -> Story:
     now = time.time() if now is None else now
     start_ns, end_ns = int((now - within_s) * 1e9), int((now + 60) * 1e9)
+    logs_failure: Unreachable | None = None
     try:
         lines = loki.lines_with(asked, start_ns, end_ns)
     except Unreachable as error:
         if not TRACE_ID.fullmatch(asked):
             raise  # a request id needs the logs to be resolved
-        lines, logs_error = [], str(error)
-    else:
-        logs_error = None
+        lines, logs_failure = [], error
     trace_id = _trace_id(asked, lines)
     if trace_id is None:
         if lines:
@@ -92,6 +91,8 @@ def tell(asked: str, tempo: Tempo, loki: Loki, *, within_s: float,
                         "carries it (a request id is found through its lines; --within looks "
                         "further back).")
     spans = tempo.trace(trace_id)
+    if spans is None and logs_failure:
+        raise logs_failure  # neither says anything: the logs might have
     if spans is None:
         own = [line for line in lines if line.get("trace_id") == trace_id]
         if not own:
@@ -104,9 +105,10 @@ def tell(asked: str, tempo: Tempo, loki: Loki, *, within_s: float,
                           if "http.request.id" in s.attributes}
                          | {str(line.get("request_id")) for line in lines
                             if line.get("trace_id") == trace_id and line.get("request_id")})
-    if logs_error is None:
+    if logs_failure is None:
         lines = _lines_of(loki, asked, trace_id, request_ids, lines, start_ns, end_ns)
-    return Story(trace_id, spans, lines, request_ids, logs_error)
+    return Story(trace_id, spans, lines, request_ids,
+                 str(logs_failure) if logs_failure else None)
 
 
 def _trace_id(asked: str, lines: list[LogLine]) -> str | None:
