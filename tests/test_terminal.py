@@ -227,7 +227,8 @@ def test_a_trace_not_flushed_yet_says_how_long_to_wait(backends: Backends):
     done = bank("trace", "req-just-now", env=backends.env)
     assert done.returncode == 1
     assert f"trace {trace_id} is not in Tempo yet" in done.stderr
-    wait = int(re.search(r"Try again in (\d+) s", done.stderr)[1])
+    wait = int(re.search(r"Try again in a few seconds: it should be there within (\d+) s",
+                         done.stderr)[1])
     assert 1 <= wait <= 15
     assert "POST /accounts 201" in done.stdout  # its lines are shown meanwhile
     with pytest.raises(NotFlushed):

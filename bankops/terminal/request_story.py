@@ -51,7 +51,8 @@ class NotFlushed(StoryError):
         wait = max(1, round(FLUSH_S - age_s))
         super().__init__(
             f"trace {trace_id} is not in Tempo yet: its request ended {age_s:.0f} s ago and "
-            f"the API sends its spans every 5 s. Try again in {wait} s.", lines)
+            f"the API sends its spans every 5 s. Try again in a few seconds: it should be "
+            f"there within {wait} s.", lines)
         self.wait_s = wait
 
 

@@ -141,7 +141,8 @@ def heading(story: Story) -> Text:
     status = top.attributes.get("http.response.status_code", "")
     text = Text.assemble(("Trace ", "bold"), (story.trace_id, "bold"),
                          f"  {top.name}{f' → {status}' if status else ''}"
-                         f" in {milliseconds(total)}, {len(story.spans)} spans,"
+                         f" in {milliseconds(total)}, {len(story.spans)} span"
+                         f"{'' if len(story.spans) == 1 else 's'},"
                          f" {clock(begin, date=True)}")
     if story.request_ids:
         text.append(f"\nrequest {', '.join(story.request_ids)}"
