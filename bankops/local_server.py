@@ -7,13 +7,27 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
+from urllib.parse import urlsplit
 
 from bankops.processes import LOOPBACK
+
+TEXT = "text/plain; charset=utf-8"
 
 
 class QuietHandler(BaseHTTPRequestHandler):
     """A request handler that answers in one call and writes no access log (the stack's logs
-    are its services'; one line per span export would drown them)."""
+    are its services'; one line per span export would drown them). GET /ready answers
+    "ready", as Tempo's and Loki's do; any other GET is answer()'s."""
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == "/ready":
+            self.reply(200, TEXT, b"ready")
+        else:
+            self.reply(*self.answer())
+
+    def answer(self) -> tuple[int, str, bytes]:
+        """(status, content type, body) for a GET other than /ready."""
+        return 404, TEXT, b"not found"
 
     def reply(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)

@@ -35,7 +35,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Status, TracesData
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 
-from bankops.local_server import LocalServer, QuietHandler
+from bankops.local_server import TEXT, LocalServer, QuietHandler
 
 PATH = "/v1/traces"
 TRACE_PATH = "/api/traces/"  # Tempo's trace by id (its v1 path)
@@ -151,7 +151,7 @@ def _span_proto(span: Span) -> SpanProto:
         name=span.name,
         kind=SpanProto.SpanKind.Value(span.kind),
         start_time_unix_nano=span.start_ns,
-        end_time_unix_nano=span.start_ns + span.duration_ns,
+        end_time_unix_nano=span.end_ns,
         attributes=_key_values(span.attributes),
         status=Status(code=Status.StatusCode.Value(span.status), message=span.status_message),
     )
@@ -214,8 +214,8 @@ class OtlpReceiver(LocalServer):
                 self.reply(200, "application/x-protobuf",
                            ExportTraceServiceResponse().SerializeToString())
 
-            def do_GET(self) -> None:
-                self.reply(*receiver._get(self.path, self.headers.get("Accept", "")))
+            def answer(self) -> tuple[int, str, bytes]:
+                return receiver._get(self.path, self.headers.get("Accept", ""))
 
         super().__init__(Handler, port)
 
@@ -236,19 +236,16 @@ class OtlpReceiver(LocalServer):
                 self._jsonl.flush()
 
     def _get(self, url: str, accept: str) -> tuple[int, str, bytes]:
-        """(status, content type, body) for a GET: Tempo's trace by id, or /ready."""
+        """(status, content type, body) for a GET: Tempo's trace by id."""
         path = url.split("?", 1)[0]
-        text = "text/plain; charset=utf-8"
-        if path == "/ready":
-            return 200, text, b"ready"
         if not path.startswith(TRACE_PATH):
-            return 404, text, b"not found"
+            return 404, TEXT, b"not found"
         trace_id = path[len(TRACE_PATH):]
         if not TRACE_ID.fullmatch(trace_id):
-            return 400, text, b"invalid trace id"
+            return 400, TEXT, b"invalid trace id"
         spans = self.find(trace_id)
         if not spans:
-            return 404, text, b"trace not found"
+            return 404, TEXT, b"trace not found"
         return 200, *trace_answer(spans, accept)
 
     def find(self, trace_id: str) -> list[Span]:

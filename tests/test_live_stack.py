@@ -29,7 +29,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,6 @@ from sqlalchemy.exc import OperationalError
 
 import dashboard_queries as dq  # from tests/, by pytest's rootdir-based import mode
 from bank_loadtest.runner import run_load
-from bankops.processes import free_ports
 from bankops.stack.native import OWNER, READER, NativeStack, Ports
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,8 +121,7 @@ class Prometheus:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    ports = Ports(*free_ports(len(fields(Ports))))  # every service on a free port
-    with NativeStack(tmp_path_factory.mktemp("native-stack"), ports=ports) as running:
+    with NativeStack(tmp_path_factory.mktemp("native-stack"), ports=Ports.free()) as running:
         yield running
 
 

@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from bank_loadtest.runner import run_load
 from bank_report.charts import SHADE_ALPHA, SHADE_COLORS
 from bank_report.generate import generate, main, worst_name
 from bank_report.locust_data import read_stats
-from bankops.processes import free_port, free_ports
+from bankops.processes import free_port
 from bankops.slo import spec as slo_spec
 from bankops.stack.native import NativeStack, Ports
 
@@ -117,8 +117,7 @@ def number(cell: str) -> int:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    ports = Ports(*free_ports(len(fields(Ports))))  # every service on a free port
-    with NativeStack(tmp_path_factory.mktemp("report-stack"), ports=ports) as running:
+    with NativeStack(tmp_path_factory.mktemp("report-stack"), ports=Ports.free()) as running:
         yield running
 
 

@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,6 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bank_scenarios import catalogue
-from bankops.processes import free_ports
 from bankops.stack.native import NativeStack, Ports
 
 pytestmark = pytest.mark.slow
@@ -28,8 +26,7 @@ SPEED = 3  # 2 minutes a scenario; a fault lasts 30 to 50 s, long enough for its
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    ports = Ports(*free_ports(len(fields(Ports))))
-    with NativeStack(tmp_path_factory.mktemp("scenario-stack"), ports=ports) as running:
+    with NativeStack(tmp_path_factory.mktemp("scenario-stack"), ports=Ports.free()) as running:
         yield running
 
 

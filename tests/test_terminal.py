@@ -347,10 +347,10 @@ def test_sparklines_take_only_the_room_the_numbers_leave():
                               {"rate": 7.25, "p99": 0.0132}, {"rate": history, "p95": history})
     snapshot = service_stats.Snapshot(at=0, window="1m", since="15m", route=None,
                                       sections={"routes": [route]}, warnings=[])
-    wide = recorded(stat_view.fitted(stat_view.routes_table, snapshot, 200), width=200)
+    wide = recorded(stat_view.fitted("routes", stat_view.routes_table, snapshot, 200), width=200)
     assert "req/s, 15m" in wide and "p95, 15m" in wide
     assert re.search(r"\s{5}▁▁▂▂▃▃▄▄▅▅▆▆▇▇██ ", wide)  # every point, the gap before them too
-    narrow = recorded(stat_view.fitted(stat_view.routes_table, snapshot, 100), width=100)
+    narrow = recorded(stat_view.fitted("routes", stat_view.routes_table, snapshot, 100), width=100)
     assert "req/s, 15m" not in narrow and "no room for its history on 100 columns" in narrow
     assert "/accounts/{account_id}/transactions" in wide
     assert re.search(r"^ /accounts/\{account_id\}/tr\S*\s+7\.25 ", narrow, re.M)  # folded

@@ -15,14 +15,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 
 import httpx
 import pytest
 from rich.console import Console
 
-from bankops.processes import free_ports
 from bankops.stack.native import NativeStack, Ports
 from bankops.terminal import service_stats, trace_view
 from bankops.terminal.loki import Loki
@@ -38,8 +36,7 @@ WARM_UP_S = 120  # at most, until Prometheus scrapes Locust's first requests
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    ports = Ports(*free_ports(len(fields(Ports))))
-    with NativeStack(tmp_path_factory.mktemp("terminal-stack"), ports=ports) as running:
+    with NativeStack(tmp_path_factory.mktemp("terminal-stack"), ports=Ports.free()) as running:
         yield running
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bankops.local_server import LocalServer, QuietHandler
+from bankops.local_server import TEXT, LocalServer, QuietHandler
 
 QUERY_PATH = "/loki/api/v1/query_range"
 DEFAULT_LIMIT = 100  # Loki's
@@ -158,21 +158,18 @@ class LogQueryServer(LocalServer):
         server = self
 
         class Handler(QuietHandler):
-            def do_GET(self) -> None:
-                self.reply(*server._get(self.path))
+            def answer(self) -> tuple[int, str, bytes]:
+                return server._get(self.path)
 
         super().__init__(Handler, port)
 
     def _get(self, url: str) -> tuple[int, str, bytes]:
         """(status, content type, body) for a GET."""
         parts = urlsplit(url)
-        text = "text/plain; charset=utf-8"
-        if parts.path == "/ready":
-            return 200, text, b"ready"
         if parts.path != QUERY_PATH:
-            return 404, text, b"not found"
+            return 404, TEXT, b"not found"
         try:
             values = Query(parse_qs(parts.query)).run(self.log_path)
         except BadRequest as error:
-            return 400, text, str(error).encode()
+            return 400, TEXT, str(error).encode()
         return 200, "application/json", json.dumps(answer(values)).encode()

@@ -57,7 +57,7 @@ import yaml
 from sqlalchemy import create_engine, make_url, text
 
 from bankops.otlp_receiver import OtlpReceiver
-from bankops.processes import LOOPBACK, Service, tail
+from bankops.processes import LOOPBACK, Service, free_ports, tail
 from bankops.stack import stack_secrets
 from bankops.stack.log_query import LogQueryServer
 
@@ -85,6 +85,11 @@ class Ports:
     scenarios: int = 8090  # the classroom scenario service
     tempo: int = 3200  # the trace receiver: OTLP in, Tempo's trace-by-id out
     loki: int = 3100  # Loki's query_range over the API's log file
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Every service on a free port (tests, beside a running stack)."""
+        return cls(*free_ports(len(fields(cls))))
 
 
 # Every address prometheus.yml names, as docker-compose service:port, and which native port

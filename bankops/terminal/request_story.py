@@ -13,9 +13,10 @@ import re
 import time
 from dataclasses import dataclass
 
+from bankops.otlp_receiver import Span
 from bankops.terminal.backends import Unreachable
 from bankops.terminal.loki import LogLine, Loki
-from bankops.terminal.tempo import Span, Tempo
+from bankops.terminal.tempo import Tempo
 
 # A request's spans reach Tempo after the API's batch exporter sends them (every 5 s,
 # OTEL_BSP_SCHEDULE_DELAY) and the collector forwards them: give it this long after the line.
@@ -53,7 +54,6 @@ class NotFlushed(StoryError):
             f"trace {trace_id} is not in Tempo yet: its request ended {age_s:.0f} s ago and "
             f"the API sends its spans every 5 s. Try again in a few seconds: it should be "
             f"there within {wait} s.", lines)
-        self.wait_s = wait
 
 
 class Lost(StoryError):
@@ -88,7 +88,7 @@ def tell(asked: str, tempo: Tempo, loki: Loki, *, within_s: float,
     if trace_id is None:
         if lines:
             raise NotSampled(asked, lines)
-        raise UnknownId(f"unknown id {asked}: no API log line in the last {_span(within_s)} "
+        raise UnknownId(f"unknown id {asked}: no API log line in the last {_period(within_s)} "
                         "carries it (a request id is found through its lines; --within looks "
                         "further back).")
     spans = tempo.trace(trace_id)
@@ -98,7 +98,7 @@ def tell(asked: str, tempo: Tempo, loki: Loki, *, within_s: float,
         own = [line for line in lines if line.get("trace_id") == trace_id]
         if not own:
             raise UnknownId(f"unknown id {asked}: Tempo has no such trace and no API log line "
-                            f"in the last {_span(within_s)} carries it (--within looks further "
+                            f"in the last {_period(within_s)} carries it (--within looks further "
                             "back).")
         age = now - own[-1].time_ns / 1e9
         raise (NotFlushed(trace_id, age, lines) if age < FLUSH_S else Lost(trace_id, lines))
@@ -139,5 +139,5 @@ def _lines_of(loki: Loki, asked: str, trace_id: str, request_ids: list[str],
     return sorted(lines.values(), key=lambda line: line.time_ns)
 
 
-def _span(seconds: float) -> str:
+def _period(seconds: float) -> str:
     return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"

@@ -52,24 +52,24 @@ class Section:
     history: tuple[str, ...] = ()
 
 
-def _by(labels: tuple[str, ...], *more: str) -> str:
-    return ", ".join((*labels, *more))
+def _api(handler: str | None = None) -> str:
+    """The label matchers of the API's series, of one route's when `handler` is given."""
+    return f'job="{API_JOB}"' + (f", handler={json.dumps(handler)}" if handler else "")
 
 
 def route_section(window: str, handler: str | None = None) -> Section:
     """Per route (per method when `handler` is given): rate, 5xx and 4xx shares of it,
     latency quantiles, requests in flight."""
-    selector = f'job="{API_JOB}"' + (f", handler={json.dumps(handler)}" if handler else "")
     by = ("method",) if handler else ("handler",)
-    return Section(by, _request_queries(selector, _by(by), window), history=("rate", "p95"))
+    return Section(by, _request_queries(_api(handler), by, window), history=("rate", "p95"))
 
 
 def total_section(window: str, handler: str | None = None) -> Section:
-    selector = f'job="{API_JOB}"' + (f", handler={json.dumps(handler)}" if handler else "")
-    return Section((), _request_queries(selector, "", window), history=("rate", "p95"))
+    return Section((), _request_queries(_api(handler), (), window), history=("rate", "p95"))
 
 
-def _request_queries(selector: str, by: str, window: str) -> dict[str, str]:
+def _request_queries(selector: str, labels: tuple[str, ...], window: str) -> dict[str, str]:
+    by = ", ".join(labels)
     rate = f"sum by ({by}) (rate(http_requests_total{{{selector}}}[{window}]))"
 
     def share(status: str) -> str:  # 0 when none of them, NaN when no request at all
@@ -78,7 +78,7 @@ def _request_queries(selector: str, by: str, window: str) -> dict[str, str]:
         return f"({part} or {rate} * 0) / {rate}"
 
     def quantile(q: float) -> str:
-        return (f"histogram_quantile({q}, sum by ({_by(tuple(filter(None, [by])), 'le')}) "
+        return (f"histogram_quantile({q}, sum by ({', '.join((*labels, 'le'))}) "
                 f"(rate(http_request_duration_seconds_bucket{{{selector}}}[{window}])))")
 
     return {"rate": rate, "server_errors": share("5.."), "refusals": share("4.."),
@@ -87,9 +87,8 @@ def _request_queries(selector: str, by: str, window: str) -> dict[str, str]:
 
 
 def status_section(window: str, handler: str) -> Section:
-    selector = f'job="{API_JOB}", handler={json.dumps(handler)}'
     return Section(("status",), {
-        "rate": f"sum by (status) (rate(http_requests_total{{{selector}}}[{window}]))"})
+        "rate": f"sum by (status) (rate(http_requests_total{{{_api(handler)}}}[{window}]))"})
 
 
 def process_section(window: str) -> Section:
@@ -103,7 +102,7 @@ def process_section(window: str) -> Section:
 
 
 def database_section(window: str) -> Section:
-    api = f'{{job="{API_JOB}"}}'
+    api = f"{{{_api()}}}"
     return Section((), {
         "pool_size": f"sum(bank_db_pool_size{api})",
         "in_use": f"sum(bank_db_pool_checked_out{api})",
@@ -211,7 +210,7 @@ def _history(series, start: float, step: float, points: int) -> list[float]:
 
 
 def known_routes(prometheus: Prometheus, at: float) -> list[str]:
-    found = prometheus.instant(f'group by (handler) (http_requests_total{{job="{API_JOB}"}})', at)
+    found = prometheus.instant(f"group by (handler) (http_requests_total{{{_api()}}})", at)
     return sorted(series.labels["handler"] for series in found)
 
 
@@ -236,13 +235,13 @@ def snapshot(prometheus: Prometheus, *, window: str = "1m", route: str | None = 
     at = time.time() if at is None else at
     template = match_route(route, known_routes(prometheus, at)) if route else None
     sections = read(prometheus, sections_for(window, template), at, since)
-    return Snapshot(at, window, since, template, sections, _warnings(prometheus, at))
+    return Snapshot(at, window, since, template, sections, _warnings(sections["processes"]))
 
 
-def _warnings(prometheus: Prometheus, at: float) -> list[str]:
-    up = prometheus.instant(f'up{{job="{API_JOB}"}}', at)
-    if not up:
+def _warnings(targets: list[Row]) -> list[str]:
+    """What the scrape targets' `up` says about the API's numbers."""
+    api = [row for row in targets if row.key[0] == API_JOB and "up" in row.values]
+    if not api:
         return [f"Prometheus scrapes no job {API_JOB!r}: is it this stack's Prometheus?"]
-    down = [s.labels.get("instance", "?") for s in up if s.value != 1]
-    return [f"{API_JOB} {instance} is down (up == 0): its numbers are the last ones scraped"
-            for instance in down]
+    return [f"{API_JOB} {row.key[1]} is down (up == 0): its numbers are the last ones scraped"
+            for row in api if row.get("up") != 1]

@@ -92,11 +92,16 @@ def _styled(text: str, bad: bool, style: str = "bold red") -> Text:
     return Text(text, style=style if bad else "")
 
 
-class Histories:
-    """The history columns of one table: their names, and how many points each shows."""
+# The columns with a history (service_stats' Section.history) and their headers, by section.
+HISTORY_HEADERS = {"routes": {"rate": "req/s", "p95": "p95"}, "processes": {"cpu": "CPU"},
+                   "database": {"in_use": "in use"}, "slos": {"budget_left": "budget left"}}
 
-    def __init__(self, snapshot: Snapshot, columns: dict[str, str], points: int) -> None:
-        self.columns = columns if points else {}  # history name -> header
+
+class Histories:
+    """The history columns of one section's table, each `points` wide (none when 0)."""
+
+    def __init__(self, snapshot: Snapshot, section: str, points: int) -> None:
+        self.columns = HISTORY_HEADERS[section] if points else {}  # column -> header
         self.points = points
         self.since = snapshot.since
 
@@ -115,7 +120,7 @@ def routes_table(snapshot: Snapshot, points: int = 0) -> Table:
     _name_column(table, "method" if by_method else "route")
     for name in ("req/s", "5xx", "4xx", "p50", "p95", "p99", "in flight"):
         _number_column(table, name)
-    histories = Histories(snapshot, {"rate": "req/s", "p95": "p95"}, points)
+    histories = Histories(snapshot, "routes", points)
     histories.add_columns(table)
     rows = sorted(snapshot.rows("routes"), key=lambda r: (-_or_zero(r.get("rate")), r.key))
     for row in rows:
@@ -154,7 +159,7 @@ def processes_table(snapshot: Snapshot, points: int = 0) -> Table:
         _name_column(table, name)
     _number_column(table, "CPU")
     _number_column(table, "memory")
-    histories = Histories(snapshot, {"cpu": "CPU"}, points)
+    histories = Histories(snapshot, "processes", points)
     histories.add_columns(table)
     for row in sorted(snapshot.rows("processes"), key=lambda r: r.key):
         cpu = row.get("cpu")
@@ -169,7 +174,7 @@ def database_table(snapshot: Snapshot, points: int = 0) -> Table:
     for name in ("pool", "in use", "idle", "overflow", "wait p95", "errors/s", "PostgreSQL",
                  "connections"):
         _number_column(table, name)
-    histories = Histories(snapshot, {"in_use": "in use"}, points)
+    histories = Histories(snapshot, "database", points)
     histories.add_columns(table)
     for row in snapshot.rows("database"):
         errors = row.get("errors")
@@ -187,7 +192,7 @@ def slos_table(snapshot: Snapshot, points: int = 0) -> Table:
     _name_column(table, "objective")
     for name in ("target", "budget left", "burn 1m", "burn 6m"):
         _number_column(table, name)
-    histories = Histories(snapshot, {"budget_left": "budget left"}, points)
+    histories = Histories(snapshot, "slos", points)
     histories.add_columns(table)
     for row in sorted(snapshot.rows("slos"), key=lambda r: r.key):
         left, burn = row.get("budget_left"), row.get("burn_1m")
@@ -213,13 +218,13 @@ def alerts_line(snapshot: Snapshot) -> Text:
 
 
 Build = Callable[[Snapshot, int], Table]
-HISTORY_HEADERS = {routes_table: ("req/s", "p95"), processes_table: ("CPU",),
-                   database_table: ("in use",), slos_table: ("budget left",)}
 
 
-def fitted(build: Build, snapshot: Snapshot, width: int) -> Table:
-    """The table with as many history points as fit in `width` beside its numbers."""
-    headers = [f"{header}, {snapshot.since}" for header in HISTORY_HEADERS.get(build, ())]
+def fitted(section: str, build: Build, snapshot: Snapshot, width: int) -> Table:
+    """The section's table with as many history points as fit in `width` beside its
+    numbers."""
+    headers = [f"{header}, {snapshot.since}"
+               for header in HISTORY_HEADERS.get(section, {}).values()]
     if not snapshot.since or not headers:
         return build(snapshot, 0)
     console = Console(width=width)
@@ -242,8 +247,8 @@ def render(snapshot: Snapshot, prometheus_url: str, width: int = 200) -> Group:
                             f"  from {prometheus_url}")
     parts: list[RenderableType] = [heading]
     parts += [Text(f"! {warning}", style="bold yellow") for warning in snapshot.warnings]
-    tables = [routes_table] + ([statuses_table] if snapshot.route else []) + [
-        processes_table, database_table, slos_table]
-    parts += [fitted(build, snapshot, width) for build in tables]
+    tables = {"routes": routes_table} | ({"statuses": statuses_table} if snapshot.route else {}) | {
+        "processes": processes_table, "database": database_table, "slos": slos_table}
+    parts += [fitted(section, build, snapshot, width) for section, build in tables.items()]
     parts.append(alerts_line(snapshot))
     return Group(*parts)

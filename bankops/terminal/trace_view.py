@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rich import box
@@ -11,9 +12,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from bankops.otlp_receiver import Span
 from bankops.terminal.loki import LogLine
 from bankops.terminal.request_story import Story
-from bankops.terminal.tempo import Span, tree
+from bankops.terminal.tempo import tree
 
 BAR_WIDTH = 40  # the waterfall's width on a terminal of 130 columns or more
 SPAN_WIDTH = 72  # the span column's at most: names, and SQL wrapped under them
@@ -58,11 +60,23 @@ def layout(width: int) -> tuple[int, int]:
     return min(SPAN_WIDTH, width - 28 - bar_width), bar_width
 
 
-def waterfall(spans: list[Span], width: int) -> Table:
+@dataclass
+class Timeline:
+    """A trace's span tree and when it ran: from `begin`, `total` nanoseconds long."""
+
+    roots: list[Span]
+    begin: int
+    total: int
+
+    @classmethod
+    def of(cls, spans: list[Span]) -> Timeline:
+        begin = min(span.start_ns for span in spans)
+        return cls(tree(spans), begin, max(span.end_ns for span in spans) - begin)
+
+
+def waterfall(timeline: Timeline, width: int) -> Table:
     span_width, bar_width = layout(width)
-    roots = tree(spans)
-    begin = min(span.start_ns for span in spans)
-    total = max(span.end_ns for span in spans) - begin
+    begin, total = timeline.begin, timeline.total
     table = Table(box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("span", overflow="fold", max_width=span_width)
     table.add_column("start", justify="right", no_wrap=True)
@@ -86,7 +100,7 @@ def waterfall(spans: list[Span], width: int) -> Table:
         for index, child in enumerate(span.children):
             add(child, lead + more, index == len(span.children) - 1, depth + 1)
 
-    for root in roots:
+    for root in timeline.roots:
         add(root, "", True, 0)
     return table
 
@@ -133,17 +147,14 @@ def log_table(lines: list[LogLine]) -> Table:
     return table
 
 
-def heading(story: Story) -> Text:
-    begin = min(span.start_ns for span in story.spans)
-    total = max(span.end_ns for span in story.spans) - begin
-    roots = tree(list(story.spans))
-    top = roots[0] if roots else story.spans[0]
+def heading(story: Story, timeline: Timeline) -> Text:
+    top = timeline.roots[0]
     status = top.attributes.get("http.response.status_code", "")
     text = Text.assemble(("Trace ", "bold"), (story.trace_id, "bold"),
                          f"  {top.name}{f' → {status}' if status else ''}"
-                         f" in {milliseconds(total)}, {len(story.spans)} span"
+                         f" in {milliseconds(timeline.total)}, {len(story.spans)} span"
                          f"{'' if len(story.spans) == 1 else 's'},"
-                         f" {clock(begin, date=True)}")
+                         f" {clock(timeline.begin, date=True)}")
     if story.request_ids:
         text.append(f"\nrequest {', '.join(story.request_ids)}"
                     f"  service {top.resource.get('service.name', '?')}")
@@ -152,7 +163,8 @@ def heading(story: Story) -> Text:
 
 def render(story: Story, width: int = 200) -> Group:
     """The story for a terminal `width` columns wide."""
-    parts: list[RenderableType] = [heading(story), waterfall(story.spans, width),
+    timeline = Timeline.of(story.spans)
+    parts: list[RenderableType] = [heading(story, timeline), waterfall(timeline, width),
                                    attributes(story.spans)]
     if story.logs_error:
         parts.append(Text(f"Log lines: {story.logs_error}", style="bold yellow"))
