@@ -132,7 +132,9 @@ def test_stat_since_draws_each_routes_history(loaded: NativeStack):
         if row.key[0] in locust_routes(prometheus):
             history = row.history["rate"]
             assert len(history) == service_stats.SPARK_POINTS + 1  # 2m in 6 s steps
-            assert sum(not math.isnan(v) for v in history) > len(history) // 2, row.key
+            assert any(not math.isnan(v) for v in history[-3:]), row.key
+            if row.key[0] == "/accounts/{account_id}":  # called from the first second on
+                assert sum(not math.isnan(v) for v in history) > len(history) // 2
     shown = bank(loaded, "stat", "--since", "2m")
     assert shown.returncode == 0, shown.stderr
     assert "req/s, 2m" in shown.stdout
